@@ -1,0 +1,136 @@
+#include "ep.h"
+
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+#include "ep_factory.h"
+#include "nodes/qdq_matmul_node.h"
+#include "patterns/graph_utils.h"
+
+namespace onnxq {
+namespace {
+
+// OrtNodeComputeInfo for one compiled group. The node is immutable after Compile, so the state handed to
+// onnxruntime is the node itself and concurrent Run() calls share it safely.
+struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
+  explicit QdqMatMulComputeInfo(std::unique_ptr<QdqMatMulNode> n) : OrtNodeComputeInfo{}, node(std::move(n)) {
+    ort_version_supported = ORT_API_VERSION;
+    CreateState = CreateStateImpl;
+    Compute = ComputeImpl;
+    ReleaseState = ReleaseStateImpl;
+  }
+  static OrtStatus* ORT_API_CALL CreateStateImpl(OrtNodeComputeInfo* this_ptr, OrtNodeComputeContext*,
+                                                 void** state) noexcept {
+    *state = static_cast<QdqMatMulComputeInfo*>(this_ptr)->node.get();
+    return nullptr;
+  }
+  static OrtStatus* ORT_API_CALL ComputeImpl(OrtNodeComputeInfo*, void* state, OrtKernelContext* ctx) noexcept {
+    return StatusFromCall([&] { static_cast<const QdqMatMulNode*>(state)->Compute(ctx); });
+  }
+  static void ORT_API_CALL ReleaseStateImpl(OrtNodeComputeInfo*, void*) noexcept {}
+
+  std::unique_ptr<QdqMatMulNode> node;
+};
+
+}  // namespace
+
+OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger)
+    : OrtEp{}, factory_(factory), logger_(logger) {
+  ort_version_supported = ORT_API_VERSION;
+  GetName = GetNameImpl;
+  GetCapability = GetCapabilityImpl;
+  Compile = CompileImpl;
+  ReleaseNodeComputeInfos = ReleaseNodeComputeInfosImpl;
+}
+
+OnnxqEp::~OnnxqEp() = default;
+
+const char* ORT_API_CALL OnnxqEp::GetNameImpl(const OrtEp*) noexcept { return kEpName; }
+
+void OnnxqEp::Log(OrtLoggingLevel level, const std::string& message) const {
+  OrtStatus* st = factory_.ort_api.Logger_LogMessage(&logger_, level, message.c_str(), __FILE__, __LINE__, "onnxq");
+  if (st != nullptr) factory_.ort_api.ReleaseStatus(st);
+}
+
+OrtStatus* ORT_API_CALL OnnxqEp::GetCapabilityImpl(OrtEp* this_ptr, const OrtGraph* graph,
+                                                   OrtEpGraphSupportInfo* support) noexcept {
+  return StatusFromCall([&] { static_cast<OnnxqEp*>(this_ptr)->ClaimNodes(graph, support); });
+}
+
+void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* support) {
+  Ort::ConstGraph graph{ort_graph};
+  std::set<const OrtNode*> claimed;
+  for (const Ort::ConstNode& node : graph.GetNodes()) {
+    if (!graph::IsOp(node, "MatMul") && !graph::IsOp(node, "Gemm")) continue;
+    std::string why_not;
+    std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, &why_not);
+    if (!spec) {
+      Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() + "' not claimed: " + why_not);
+      continue;
+    }
+    bool overlaps = false;
+    for (const OrtNode* n : spec->nodes) overlaps |= claimed.count(n) != 0;
+    if (overlaps) continue;
+    OrtNodeFusionOptions options{};
+    options.ort_version_supported = ORT_API_VERSION;
+    options.drop_constant_initializers = true;  // weights are copied and prepacked at Compile
+    Ort::ThrowOnError(factory_.ep_api.EpGraphSupportInfo_AddNodesToFuse(support, spec->nodes.data(),
+                                                                        spec->nodes.size(), &options));
+    claimed.insert(spec->nodes.begin(), spec->nodes.end());
+    spec->nodes.clear();
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string key = spec->key;
+    pending_.insert_or_assign(key, std::move(*spec));
+  }
+}
+
+OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** graphs, const OrtNode** fused_nodes,
+                                             size_t count, OrtNodeComputeInfo** infos,
+                                             OrtNode** /*ep_context_nodes*/) noexcept {
+  for (size_t i = 0; i < count; ++i) infos[i] = nullptr;
+  OrtStatus* status =
+      StatusFromCall([&] { static_cast<OnnxqEp*>(this_ptr)->CompileGroups(graphs, fused_nodes, count, infos); });
+  if (status != nullptr) {
+    for (size_t i = 0; i < count; ++i) {
+      delete static_cast<QdqMatMulComputeInfo*>(infos[i]);
+      infos[i] = nullptr;
+    }
+  }
+  return status;
+}
+
+void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes, size_t count,
+                      OrtNodeComputeInfo** infos) {
+  for (size_t i = 0; i < count; ++i) {
+    Ort::ConstGraph graph{graphs[i]};
+    std::string key;
+    for (const Ort::ConstNode& node : graph.GetNodes()) {
+      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm")) key = node.GetOutputs().at(0).GetName();
+    }
+    QdqMatMulSpec spec;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = pending_.find(key);
+      if (it == pending_.end()) throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
+      spec = std::move(it->second);
+      pending_.erase(it);
+    }
+    const auto fused_inputs = Ort::ConstNode{fused_nodes[i]}.GetInputs();
+    size_t input_index = fused_inputs.size();
+    for (size_t j = 0; j < fused_inputs.size(); ++j) {
+      if (!graph::IsNull(fused_inputs[j]) && fused_inputs[j].GetName() == spec.input_name) input_index = j;
+    }
+    if (input_index == fused_inputs.size())
+      throw std::runtime_error("fused node has no input named '" + spec.input_name + "'");
+    auto node = std::make_unique<QdqMatMulNode>(spec, input_index);
+    infos[i] = new QdqMatMulComputeInfo(std::move(node));
+  }
+}
+
+void ORT_API_CALL OnnxqEp::ReleaseNodeComputeInfosImpl(OrtEp*, OrtNodeComputeInfo** infos, size_t count) noexcept {
+  for (size_t i = 0; i < count; ++i) delete static_cast<QdqMatMulComputeInfo*>(infos[i]);
+}
+
+}  // namespace onnxq

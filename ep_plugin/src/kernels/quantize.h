@@ -1,0 +1,18 @@
+// Activation quantization (float -> 8-bit) feeding the integer GEMMs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace onnxq::kernels {
+
+// y = saturate(round_half_even(x / scale) + zero_point) into [0, 255]; NaN saturates to 0.
+// This is ONNX QuantizeLinear with the same operation order as onnxruntime's CPU kernel (divide, clamp in
+// float, round, add zero point), so results match it bit for bit.
+// Signed (s8) targets use the same function with zero_point + 128: the stored byte is then the s8 value
+// shifted into u8, which is what the u8 x s8 kernels consume.
+void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
+
+// s8 -> u8 by adding 128 (xor 0x80); the caller adds 128 to the zero point.
+void ShiftS8ToU8Ref(const int8_t* x, size_t n, uint8_t* y);
+
+}  // namespace onnxq::kernels

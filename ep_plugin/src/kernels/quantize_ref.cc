@@ -1,0 +1,22 @@
+#include <cmath>
+
+#include "kernels/quantize.h"
+
+namespace onnxq::kernels {
+
+void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y) {
+  const float lo = static_cast<float>(0 - zero_point);
+  const float hi = static_cast<float>(255 - zero_point);
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i] / scale;
+    v = (v >= lo) ? v : lo;  // written so NaN takes the low bound, as maxps(NaN, lo) does
+    v = (v <= hi) ? v : hi;
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + zero_point);
+  }
+}
+
+void ShiftS8ToU8Ref(const int8_t* x, size_t n, uint8_t* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<uint8_t>(x[i]) ^ 0x80u;
+}
+
+}  // namespace onnxq::kernels

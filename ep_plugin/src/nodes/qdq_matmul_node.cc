@@ -1,0 +1,70 @@
+#include "nodes/qdq_matmul_node.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/quantize.h"
+
+namespace onnxq {
+
+QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index)
+    : input_index_(input_index),
+      input_kind_(spec.input_kind),
+      activation_signed_(spec.activation_signed),
+      quantize_scale_(spec.quantize_scale) {
+  const int32_t shift = spec.activation_signed ? 128 : 0;
+  quantize_zero_point_u8_ = spec.quantize_zero_point + shift;
+  activation_zero_point_u8_ = spec.activation_zero_point + shift;
+  const int8_t* zp = spec.weight_zero_point.empty() ? nullptr : spec.weight_zero_point.data();
+  weights_ = kernels::PackWeightsS8Ref(spec.weight.data(), spec.K, spec.N, zp,
+                                       static_cast<int64_t>(spec.weight_zero_point.size()));
+  scale_.resize(static_cast<size_t>(spec.N));
+  // Same rounding as onnxruntime: the two scales are multiplied in float once, then applied to the int32 sum.
+  for (int64_t n = 0; n < spec.N; ++n)
+    scale_[n] = spec.activation_scale * spec.weight_scale[spec.weight_scale.size() == 1 ? 0 : n];
+  bias_ = spec.bias;
+}
+
+void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
+  Ort::KernelContext context(raw_context);
+  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
+  Ort::ConstValue input = context.GetInput(input_index_);
+  auto info = input.GetTensorTypeAndShapeInfo();
+  const std::vector<int64_t> in_shape = info.GetShape();
+  const int64_t K = weights_.K, N = weights_.N;
+  if (in_shape.empty() || in_shape.back() != K)
+    throw std::runtime_error("MatMul input's last dimension is " +
+                             (in_shape.empty() ? std::string("missing") : std::to_string(in_shape.back())) +
+                             ", the weight expects K=" + std::to_string(K));
+  const size_t count = info.GetElementCount();
+  const int64_t M = static_cast<int64_t>(count) / K;
+
+  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
+  out_shape.push_back(N);
+  Ort::UnownedValue output = context.GetOutput(0, out_shape);
+  float* out = output.GetTensorMutableData<float>();
+  if (M == 0) return;
+
+  // Bring the activation to u8 (the kernels' input type).
+  std::vector<uint8_t> a_u8(count);
+  const auto type = info.GetElementType();
+  if (input_kind_ == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel) {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");
+    kernels::QuantizeLinearU8Ref(input.GetTensorData<float>(), count, quantize_scale_, quantize_zero_point_u8_,
+                                 a_u8.data());
+  } else if (activation_signed_) {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw std::runtime_error("expected an int8 activation");
+    kernels::ShiftS8ToU8Ref(input.GetTensorData<int8_t>(), count, a_u8.data());
+  } else {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) throw std::runtime_error("expected a uint8 activation");
+    const uint8_t* src = input.GetTensorData<uint8_t>();
+    a_u8.assign(src, src + count);
+  }
+
+  kernels::QGemmEpilogue epilogue;
+  epilogue.scale = scale_.data();
+  epilogue.bias = bias_.empty() ? nullptr : bias_.data();
+  kernels::QGemmU8S8Ref(M, a_u8.data(), K, activation_zero_point_u8_, weights_, epilogue, out, N);
+}
+
+}  // namespace onnxq

@@ -1,0 +1,33 @@
+// The compiled form of a claimed INT8 Q/DQ MatMul group: weights prepacked once at session creation, then a
+// const (thread-safe) Compute per Run().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/qgemm_u8s8.h"
+#include "ort_api.h"
+#include "patterns/qdq_matmul_pattern.h"
+
+namespace onnxq {
+
+class QdqMatMulNode {
+ public:
+  // `input_index` is the position of the activation among the fused node's inputs.
+  QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index);
+
+  void Compute(OrtKernelContext* context) const;
+
+ private:
+  size_t input_index_;
+  QdqMatMulSpec::InputKind input_kind_;
+  bool activation_signed_;
+  float quantize_scale_;
+  int32_t quantize_zero_point_u8_;  // zero point in the u8 domain (s8 zero point + 128)
+  int32_t activation_zero_point_u8_;
+  kernels::PackedWeightsS8 weights_;
+  std::vector<float> scale_;  // activation_scale * weight_scale[n]
+  std::vector<float> bias_;   // empty or N
+};
+
+}  // namespace onnxq

@@ -1,0 +1,56 @@
+// The INT8 Q/DQ MatMul pattern the onnxq EP claims:
+//
+//   x ──[QuantizeLinear]──> x_q ──DequantizeLinear──┐
+//                                                  MatMul ──[Add(bias)]──> y
+//   w_s8 (initializer) ──DequantizeLinear(per-tensor │ per-column)──┘
+//
+// Gemm(A, B[, C]) with alpha = beta = 1 and transA = 0 is the same pattern (onnxruntime rewrites 2-D
+// MatMul + Add into Gemm before the EP sees the graph); transB = 1 weights are transposed at claim time.
+//
+// The activation side may be matched at three depths, depending on what else uses the tensors:
+//   * Q and DQ both fold into the group: the fused node takes float x and quantizes it itself;
+//   * only DQ folds (x_q also feeds other nodes): the fused node takes the 8-bit x_q directly;
+//   * DQ is shared by several consumers (typical for Q/K/V projections): the fused node takes DQ's float
+//     output and re-quantizes it with DQ's own scale and zero point, which recovers x_q exactly.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ort_api.h"
+
+namespace onnxq {
+
+struct QdqMatMulSpec {
+  enum class InputKind { kFloatQuantizeInKernel, kQuantized };
+
+  // What the fused node receives at run time.
+  std::string input_name;
+  InputKind input_kind = InputKind::kFloatQuantizeInKernel;
+  bool activation_signed = false;  // s8 activations (shifted to u8 inside the kernel)
+  float quantize_scale = 1.0f;     // used for kFloatQuantizeInKernel
+  int32_t quantize_zero_point = 0;
+  float activation_scale = 1.0f;  // the activation DequantizeLinear
+  int32_t activation_zero_point = 0;
+
+  // Weights and epilogue, copied out of the model (prepacked later, at Compile).
+  int64_t K = 0;
+  int64_t N = 0;
+  std::vector<int8_t> weight;              // K x N row-major
+  std::vector<float> weight_scale;         // 1 or N
+  std::vector<int8_t> weight_zero_point;   // empty, 1 or N
+  std::vector<float> bias;                 // empty or N
+
+  std::string output_name;  // the group's single output (MatMul's, or the bias Add's)
+  std::string key;          // MatMul's output name: unique, identifies the group in Compile
+
+  // The nodes to fuse; valid only during GetCapability.
+  std::vector<const OrtNode*> nodes;
+};
+
+// Returns the spec if `matmul` (a MatMul node) heads a claimable group; otherwise nullopt, with the reason in
+// `why_not` when given (used in verbose logs).
+std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, std::string* why_not = nullptr);
+
+}  // namespace onnxq

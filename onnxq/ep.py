@@ -1,0 +1,104 @@
+"""The onnxq execution provider from Python: find the library, register it with onnxruntime, open sessions.
+
+    import onnxq.ep
+    sess = onnxq.ep.session("model.q.onnx")          # onnxq EP first, CPU provider second
+    sess.get_provider_graph_assignment_info()        # what the onnxq EP claimed
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from onnxq.errors import OnnxqError
+
+EP_NAME = "OnnxqExecutionProvider"
+REGISTRATION_NAME = "onnxq"
+LIBRARY_FILE = "libonnxq_ep.so"
+LIBRARY_ENV = "ONNXQ_EP_LIBRARY"
+
+_lock = threading.Lock()
+_registered_path: str | None = None
+
+
+def library_path() -> str:
+    """Absolute path of the onnxq EP shared library (``$ONNXQ_EP_LIBRARY`` overrides)."""
+    override = os.environ.get(LIBRARY_ENV)
+    if override:
+        if not Path(override).is_file():
+            raise OnnxqError(f"{LIBRARY_ENV}={override} is not a file")
+        return str(Path(override).resolve())
+    candidates = [Path(__file__).parent / "lib" / LIBRARY_FILE]
+    # Editable installs put compiled files beside the compiled _kernels module, not beside this file.
+    spec = importlib.util.find_spec("onnxq._kernels")
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "lib" / LIBRARY_FILE)
+    for c in candidates:
+        if c.is_file():
+            return str(c.resolve())
+    raise OnnxqError(
+        f"the onnxq EP library ({LIBRARY_FILE}) is not installed; reinstall onnxq with `pip install .` "
+        f"from the source tree, or set {LIBRARY_ENV}"
+    )
+
+
+def register() -> str:
+    """Register the onnxq EP library with onnxruntime (idempotent) and return the EP's name."""
+    global _registered_path
+    with _lock:
+        if _registered_path is None:
+            path = library_path()
+            if not any(d.ep_name == EP_NAME for d in ort.get_ep_devices()):
+                try:
+                    ort.register_execution_provider_library(REGISTRATION_NAME, path)
+                except Exception as e:  # onnxruntime raises its own exception types
+                    raise OnnxqError(f"onnxruntime could not load the onnxq EP from {path}: {e}") from e
+            _registered_path = path
+    return EP_NAME
+
+
+def ep_devices() -> list[Any]:
+    """The ``OrtEpDevice`` objects onnxruntime lists for the onnxq EP (registers it first)."""
+    register()
+    return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+
+
+def session_options(
+    base: ort.SessionOptions | None = None, provider_options: Mapping[str, str] | None = None
+) -> ort.SessionOptions:
+    """Session options with the onnxq EP added first; onnxruntime's CPU provider takes everything else."""
+    so = base if base is not None else ort.SessionOptions()
+    # Lets get_provider_graph_assignment_info() report what the onnxq EP claimed.
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    devices = ep_devices()
+    if not devices:
+        raise OnnxqError("onnxruntime lists no device for the onnxq EP")
+    so.add_provider_for_devices(devices[:1], dict(provider_options or {}))
+    return so
+
+
+def session(
+    model: str | os.PathLike[str] | bytes,
+    options: ort.SessionOptions | None = None,
+    provider_options: Mapping[str, str] | None = None,
+) -> ort.InferenceSession:
+    """An ``onnxruntime.InferenceSession`` with the onnxq EP first and the CPU provider second."""
+    so = session_options(options, provider_options)
+    src = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(src, sess_options=so)
+
+
+def assigned_nodes(sess: ort.InferenceSession) -> dict[str, list[str]]:
+    """Node names (``op_type:name``) per execution provider, from ``get_provider_graph_assignment_info``."""
+    out: dict[str, list[str]] = {}
+    for sub in sess.get_provider_graph_assignment_info():
+        nodes = out.setdefault(sub.ep_name, [])
+        for n in sub.get_nodes():
+            nodes.append(f"{n.op_type}:{n.name}")
+    return out

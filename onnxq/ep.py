@@ -73,7 +73,11 @@ def session_options(
     base: ort.SessionOptions | None = None, provider_options: Mapping[str, str] | None = None
 ) -> ort.SessionOptions:
     """Session options with the onnxq EP added first; onnxruntime's CPU provider takes everything else."""
-    so = base if base is not None else ort.SessionOptions()
+    if base is None:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only: ORT's "not all nodes on the preferred EP" warning is expected
+    else:
+        so = base
     # Lets get_provider_graph_assignment_info() report what the onnxq EP claimed.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     devices = ep_devices()

@@ -184,17 +184,50 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
   }
   nodes.push_back(dq_w);
   nodes.push_back(matmul);
+  Ort::ConstNode bias_dq{nullptr};
   spec.key = mm_outputs[0].GetName();
   spec.output_name = spec.key;
 
-  // ---- Gemm's own bias C: constant float with N elements ([N] or [1, N]) ----
+  // ---- Gemm's own bias C: a constant float vector of N, or DequantizeLinear(int32 constant) as onnxruntime's
+  // MatMulAddFusion writes it for Q/DQ graphs; either way the fused epilogue adds the float values ----
   if (is_gemm && mm_inputs.size() == 3 && !IsNull(mm_inputs[2])) {
-    const Constant c = ReadConstant(mm_inputs[2], "Gemm bias is not a constant");
-    const bool shape_ok = c.shape.size() == 1 || (c.shape.size() == 2 && c.shape[0] == 1);
-    if (c.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !shape_ok || c.count != static_cast<size_t>(spec.N))
-      throw NoMatch{"Gemm bias is not a float vector of length N"};
-    const auto* cd = static_cast<const float*>(c.data);
-    spec.bias.assign(cd, cd + c.count);
+    const Ort::ConstNode dq_b = Producer(mm_inputs[2]);
+    if (IsOp(dq_b, "DequantizeLinear")) {
+      if (!OnlyConsumedBy(mm_inputs[2], matmul)) throw NoMatch{"dequantized bias has other consumers"};
+      if (IntAttr(dq_b, "block_size", 0) != 0) throw NoMatch{"blocked bias quantization"};
+      const auto dqb_inputs = dq_b.GetInputs();
+      if (dqb_inputs.size() < 2) throw NoMatch{"bias DQ without a scale"};
+      const Constant bq = ReadConstant(dqb_inputs[0], "quantized bias is not a constant");
+      const Constant bs = ReadConstant(dqb_inputs[1], "bias scale is not a constant");
+      if (bq.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || bq.shape.size() != 1 ||
+          bq.count != static_cast<size_t>(spec.N))
+        throw NoMatch{"quantized bias is not an int32 vector of length N"};
+      if (bs.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || (bs.count != 1 && bs.count != bq.count))
+        throw NoMatch{"bias scale is not float of length 1 or N"};
+      if (dqb_inputs.size() >= 3 && !IsNull(dqb_inputs[2])) {
+        const Constant bz = ReadConstant(dqb_inputs[2], "bias zero point is not a constant");
+        if (bz.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || (bz.count != 1 && bz.count != bq.count))
+          throw NoMatch{"bias zero point is not int32 of length 1 or N"};
+        for (size_t i = 0; i < bz.count; ++i)
+          if (static_cast<const int32_t*>(bz.data)[i] != 0) throw NoMatch{"bias zero point is not 0"};
+      }
+      const auto* bqd = static_cast<const int32_t*>(bq.data);
+      const auto* bsd = static_cast<const float*>(bs.data);
+      spec.bias.resize(bq.count);
+      for (size_t i = 0; i < bq.count; ++i) {
+        const float sc = bsd[bs.count == 1 ? 0 : i];
+        if (!std::isfinite(sc)) throw NoMatch{"bias scale is not finite"};
+        spec.bias[i] = static_cast<float>(bqd[i]) * sc;  // what DequantizeLinear computes
+      }
+      bias_dq = dq_b;
+    } else {
+      const Constant c = ReadConstant(mm_inputs[2], "Gemm bias is neither a constant nor dequantized");
+      const bool shape_ok = c.shape.size() == 1 || (c.shape.size() == 2 && c.shape[0] == 1);
+      if (c.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !shape_ok || c.count != static_cast<size_t>(spec.N))
+        throw NoMatch{"Gemm bias is not a float vector of length N"};
+      const auto* cd = static_cast<const float*>(c.data);
+      spec.bias.assign(cd, cd + c.count);
+    }
   }
 
   // ---- optional bias: Add(MatMul, b) or Add(b, MatMul) with b a constant float [N] or [1, N] ----
@@ -225,6 +258,7 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
       }
     }
   }
+  if (!IsNull(bias_dq)) nodes.push_back(bias_dq);
   spec.nodes = std::move(nodes);
   return spec;
 }

@@ -1,0 +1,102 @@
+"""Reading and writing models safely: clear errors for bad files, atomic writes, inputs never modified."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from onnxq.errors import ModelLoadError, OnnxqError
+from onnxq.reporting import set_default_mode
+
+# Protobuf cannot serialize a message of 2 GiB or more; larger models keep their tensors in external data.
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def load_model(path: str | os.PathLike[str], *, load_external_data: bool = True) -> onnx.ModelProto:
+    """Load an ONNX model, turning every way a file can be wrong into a ModelLoadError that says so."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, expected an .onnx file")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(1)
+    except OSError as e:
+        raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from e
+    if size == 0 or not head:
+        raise ModelLoadError(f"{p}: empty file, not an ONNX model")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{p}: not a valid ONNX model (protobuf could not parse it: truncated or not ONNX)") from e
+    if not model.HasField("graph") or (not model.opset_import and not model.graph.node):
+        raise ModelLoadError(f"{p}: parsed, but holds no ONNX graph (is this an ONNX model?)")
+    if load_external_data:
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{p}: external data could not be read: {e}") from e
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike[str], *, external_data: bool | None = None) -> Path:
+    """Write `model` to `path` atomically (temporary file in the same directory, then rename).
+
+    Models at or above protobuf's 2 GiB limit (or with ``external_data=True``) store tensors in
+    ``<name>.data`` beside the model; that file is also written before anything is renamed into place.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise OnnxqError(f"{out}: is a directory; give a file name for the output model")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OnnxqError(f"{out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OnnxqError(f"{out}: directory {parent} is not writable")
+    if external_data is None:
+        external_data = model.ByteSize() >= _PROTOBUF_LIMIT
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp_data: str | None = None
+    try:
+        if external_data:
+            data_name = out.name + ".data"
+            fd2, tmp_data = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=parent)
+            os.close(fd2)
+            os.unlink(tmp_data)  # onnx appends to the location; start from nothing
+            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=os.path.basename(tmp_data), size_threshold=1024)
+            # the model refers to the data file by name: point it at the final name before renaming
+            m = onnx.load(tmp, load_external_data=False)
+            for t in _external_tensors(m):
+                for entry in t.external_data:
+                    if entry.key == "location":
+                        entry.value = data_name
+            onnx.save_model(m, tmp)
+            set_default_mode(tmp_data)
+            os.replace(tmp_data, parent / data_name)
+            tmp_data = None
+        else:
+            onnx.save_model(model, tmp)
+        set_default_mode(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        for t in (tmp, tmp_data):
+            if t and os.path.exists(t):
+                os.unlink(t)
+        raise
+    return out
+
+
+def _external_tensors(model: onnx.ModelProto):
+    from onnx.external_data_helper import _get_all_tensors
+
+    for t in _get_all_tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            yield t

@@ -111,7 +111,8 @@ def _human_bytes(n: int) -> str:
 
 
 def format_report(r: ModelReport) -> str:
-    lines = [f"model      {r.path}", f"ir/opsets  ir {r.ir_version}; " + ", ".join(f"{d} {v}" for d, v in r.opsets.items())]
+    opsets = ", ".join(f"{d} {v}" for d, v in r.opsets.items())
+    lines = [f"model      {r.path}", f"ir/opsets  ir {r.ir_version}; {opsets}"]
     if r.producer:
         lines.append(f"producer   {r.producer}")
     for label, vals in (("inputs", r.inputs), ("outputs", r.outputs)):
@@ -121,9 +122,12 @@ def format_report(r: ModelReport) -> str:
     total_nodes = sum(r.op_counts.values())
     lines.append(f"ops        {total_nodes} nodes: " + ", ".join(f"{k} {v}" for k, v in r.op_counts.items()))
     total = sum(s.bytes for s in r.initializers.values())
-    lines.append(f"weights    {_human_bytes(total)} in {sum(s.count for s in r.initializers.values())} initializers")
+    n_inits = sum(s.count for s in r.initializers.values())
+    lines.append(f"weights    {_human_bytes(total)} in {n_inits} initializers")
     for name, s in r.initializers.items():
-        lines.append(f"{'':<10} {name.lower():<16} {s.count:>5} tensors {s.elements:>12,} values {_human_bytes(s.bytes):>10}")
+        lines.append(
+            f"{'':<10} {name.lower():<16} {s.count:>5} tensors {s.elements:>12,} values {_human_bytes(s.bytes):>10}"
+        )
     if r.ep_error:
         lines.append(f"onnxq EP   could not open a session: {r.ep_error}")
     else:

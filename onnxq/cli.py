@@ -60,10 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = None
     if args.inputs:
         try:
-            with np.load(args.inputs) as data:
-                inputs = {k: data[k] for k in data.files}
+            data = np.load(args.inputs, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise OnnxqError(f"{args.inputs}: cannot read inputs ({e}); expected an .npz keyed by input name") from e
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise OnnxqError(f"{args.inputs}: is a single array; expected an .npz keyed by input name")
+        with data:
+            inputs = {k: data[k] for k in data.files}
     dims = _parse_dims(args.dim)
     report = run_model(args.model, inputs=inputs, dims=dims, runs=args.runs, threads=args.threads)
     print(format_run_report(report))

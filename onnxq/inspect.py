@@ -32,6 +32,7 @@ class ModelReport:
     initializers: dict[str, InitializerStats]
     ep_claims: dict[str, list[str]] = field(default_factory=dict)
     ep_error: str | None = None
+    ep_checked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,7 @@ def inspect_model(path: str | os.PathLike[str], *, with_ep: bool = True) -> Mode
         initializers=dict(sorted(inits.items(), key=lambda kv: -kv[1].bytes)),
     )
     if with_ep:
+        report.ep_checked = True
         try:
             from onnxq import ep
 
@@ -128,7 +130,9 @@ def format_report(r: ModelReport) -> str:
         lines.append(
             f"{'':<10} {name.lower():<16} {s.count:>5} tensors {s.elements:>12,} values {_human_bytes(s.bytes):>10}"
         )
-    if r.ep_error:
+    if not r.ep_checked:
+        lines.append("onnxq EP   not checked (--no-ep)")
+    elif r.ep_error:
         lines.append(f"onnxq EP   could not open a session: {r.ep_error}")
     else:
         from onnxq.ep import EP_NAME

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Error as ProtobufError
 
 from onnxq.errors import ModelLoadError, OnnxqError
 from onnxq.reporting import set_default_mode
@@ -32,15 +33,16 @@ def load_model(path: str | os.PathLike[str], *, load_external_data: bool = True)
     if size == 0 or not head:
         raise ModelLoadError(f"{p}: empty file, not an ONNX model")
     try:
-        model = onnx.load(str(p), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError) as e:
+        # format="protobuf": never guess a text/JSON parser from the file name
+        model = onnx.load(str(p), format="protobuf", load_external_data=False)
+    except (DecodeError, ProtobufError, RuntimeError, ValueError) as e:
         raise ModelLoadError(f"{p}: not a valid ONNX model (protobuf could not parse it: truncated or not ONNX)") from e
     if not model.HasField("graph") or (not model.opset_import and not model.graph.node):
         raise ModelLoadError(f"{p}: parsed, but holds no ONNX graph (is this an ONNX model?)")
     if load_external_data:
         try:
             onnx.load_external_data_for_model(model, str(p.parent))
-        except (OSError, ValueError) as e:
+        except Exception as e:  # onnx raises OSError, ValueError or its own ValidationError here
             raise ModelLoadError(f"{p}: external data could not be read: {e}") from e
     return model
 
@@ -70,7 +72,9 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str], *, external
             fd2, tmp_data = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=parent)
             os.close(fd2)
             os.unlink(tmp_data)  # onnx appends to the location; start from nothing
-            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+            staged = onnx.ModelProto()
+            staged.CopyFrom(model)  # onnx rewrites tensors to EXTERNAL in place: never touch the caller's model
+            onnx.save_model(staged, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=os.path.basename(tmp_data), size_threshold=1024)
             # the model refers to the data file by name: point it at the final name before renaming
             m = onnx.load(tmp, load_external_data=False)

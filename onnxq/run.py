@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.errors import OnnxqError
+from onnxq.errors import OnnxqError, onnxruntime_errors
 from onnxq.model_io import load_model
 
 _NP_TYPES = {
@@ -83,7 +83,14 @@ def run_model(
     runs: int = 20,
     threads: int = 1,
 ) -> RunReport:
-    load_model(path, load_external_data=False)  # clear error for unreadable files before onnxruntime sees them
+    load_model(path, load_external_data=True)  # clear error for unreadable files before onnxruntime sees them
+    try:
+        return _run_model(path, inputs=inputs, dims=dims, runs=runs, threads=threads)
+    except onnxruntime_errors() as e:
+        raise OnnxqError(f"{path}: onnxruntime: {str(e).strip().splitlines()[0]}") from e
+
+
+def _run_model(path, *, inputs, dims, runs, threads) -> RunReport:  # type: ignore[no-untyped-def]
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = threads

@@ -36,8 +36,10 @@ struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
 
 }  // namespace
 
-OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger)
+OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options)
     : OrtEp{}, factory_(factory), logger_(logger) {
+  const int threads = options.num_threads > 0 ? options.num_threads : ThreadPool::DefaultThreads();
+  pool_ = std::make_unique<ThreadPool>(threads);
   ort_version_supported = ORT_API_VERSION;
   GetName = GetNameImpl;
   GetCapability = GetCapabilityImpl;
@@ -124,7 +126,9 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
     }
     if (input_index == fused_inputs.size())
       throw std::runtime_error("fused node has no input named '" + spec.input_name + "'");
-    auto node = std::make_unique<QdqMatMulNode>(spec, input_index);
+    auto node = std::make_unique<QdqMatMulNode>(spec, input_index, pool_.get());
+    Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + ", " +
+                                       std::to_string(pool_->num_threads()) + " threads");
     infos[i] = new QdqMatMulComputeInfo(std::move(node));
   }
 }

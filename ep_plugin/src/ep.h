@@ -8,6 +8,7 @@
 
 #include "ort_api.h"
 #include "patterns/qdq_matmul_pattern.h"
+#include "runtime/thread_pool.h"
 
 namespace onnxq {
 
@@ -15,7 +16,10 @@ class OnnxqEpFactory;
 
 class OnnxqEp : public OrtEp {
  public:
-  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger);
+  struct Options {
+    int num_threads = 0;  // 0: physical cores
+  };
+  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options);
   ~OnnxqEp();
 
  private:
@@ -38,6 +42,7 @@ class OnnxqEp : public OrtEp {
   // Specs found by GetCapability, keyed by MatMul output name, consumed by Compile.
   std::mutex mutex_;
   std::map<std::string, QdqMatMulSpec> pending_;
+  std::unique_ptr<ThreadPool> pool_;
 };
 
 }  // namespace onnxq

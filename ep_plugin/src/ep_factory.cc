@@ -1,6 +1,9 @@
 #include "ep_factory.h"
 
+#include <cctype>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 #include "ep.h"
 #include "kernels/cpu_features.h"
@@ -68,15 +71,59 @@ OrtStatus* ORT_API_CALL OnnxqEpFactory::GetSupportedDevicesImpl(OrtEpFactory* th
   });
 }
 
+namespace {
+
+// Provider options arrive as session config entries "ep.<ep name>.<key>" (the name's case varies by version).
+std::string ProviderOption(const OrtApi& api, const OrtSessionOptions* so, const char* key) {
+  if (so == nullptr) return {};
+  OrtKeyValuePairs* kv = nullptr;
+  if (OrtStatus* st = api.GetSessionOptionsConfigEntries(so, &kv)) {
+    api.ReleaseStatus(st);
+    return {};
+  }
+  const char* const* keys = nullptr;
+  const char* const* values = nullptr;
+  size_t n = 0;
+  api.GetKeyValuePairs(kv, &keys, &values, &n);
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  const std::string want = lower(std::string("ep.") + kEpName + "." + key);
+  std::string out;
+  for (size_t i = 0; i < n; ++i)
+    if (lower(keys[i]) == want) out = values[i];
+  api.ReleaseKeyValuePairs(kv);
+  return out;
+}
+
+int ParseThreads(const std::string& text) {
+  if (text.empty()) return 0;
+  size_t used = 0;
+  int v = 0;
+  try {
+    v = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || v < 0 || v > 1024)
+    throw std::invalid_argument("onnxq EP option num_threads must be an integer in [0, 1024], got '" + text + "'");
+  return v;
+}
+
+}  // namespace
+
 OrtStatus* ORT_API_CALL OnnxqEpFactory::CreateEpImpl(OrtEpFactory* this_ptr, const OrtHardwareDevice* const*,
                                                      const OrtKeyValuePairs* const*, size_t num_devices,
-                                                     const OrtSessionOptions*, const OrtLogger* logger,
+                                                     const OrtSessionOptions* session_options, const OrtLogger* logger,
                                                      OrtEp** ep) noexcept {
   auto* factory = static_cast<OnnxqEpFactory*>(this_ptr);
   *ep = nullptr;
   return StatusFromCall([&] {
     if (num_devices != 1) throw std::invalid_argument("the onnxq EP runs on exactly one CPU device");
-    *ep = new OnnxqEp(*factory, *logger);
+    OnnxqEp::Options options;
+    options.num_threads = ParseThreads(ProviderOption(factory->ort_api, session_options, "num_threads"));
+    *ep = new OnnxqEp(*factory, *logger, options);
   });
 }
 

@@ -12,6 +12,13 @@ namespace onnxq::kernels {
 // shifted into u8, which is what the u8 x s8 kernels consume.
 void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
 
+// AVX-512 variant (call only when the CPU has AVX512F/BW/VL).
+void QuantizeLinearU8Avx512(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
+
+// The fastest variant available on this CPU.
+using QuantizeLinearU8Fn = void (*)(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
+QuantizeLinearU8Fn SelectQuantizeLinearU8();
+
 // s8 -> u8 by adding 128 (xor 0x80); the caller adds 128 to the zero point.
 void ShiftS8ToU8Ref(const int8_t* x, size_t n, uint8_t* y);
 

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "kernels/cpu_features.h"
 #include "kernels/quantize.h"
 
 namespace onnxq::kernels {
@@ -13,6 +14,12 @@ void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_poi
     v = (v <= hi) ? v : hi;
     y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + zero_point);
   }
+}
+
+QuantizeLinearU8Fn SelectQuantizeLinearU8() {
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx512f && f.avx512bw && f.avx512vl) return QuantizeLinearU8Avx512;
+  return QuantizeLinearU8Ref;
 }
 
 void ShiftS8ToU8Ref(const int8_t* x, size_t n, uint8_t* y) {

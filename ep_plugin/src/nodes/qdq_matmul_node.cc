@@ -1,23 +1,27 @@
 #include "nodes/qdq_matmul_node.h"
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "kernels/quantize.h"
+#include "kernels/qgemm_u8s8_parallel.h"
 
 namespace onnxq {
 
-QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index)
+QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
     : input_index_(input_index),
       input_kind_(spec.input_kind),
       activation_signed_(spec.activation_signed),
-      quantize_scale_(spec.quantize_scale) {
+      quantize_scale_(spec.quantize_scale),
+      kernel_(&kernels::SelectQGemmU8S8Kernel()),
+      quantize_(kernels::SelectQuantizeLinearU8()),
+      pool_(pool) {
   const int32_t shift = spec.activation_signed ? 128 : 0;
   quantize_zero_point_u8_ = spec.quantize_zero_point + shift;
   activation_zero_point_u8_ = spec.activation_zero_point + shift;
   const int8_t* zp = spec.weight_zero_point.empty() ? nullptr : spec.weight_zero_point.data();
-  weights_ = kernels::PackWeightsS8Ref(spec.weight.data(), spec.K, spec.N, zp,
-                                       static_cast<int64_t>(spec.weight_zero_point.size()));
+  weights_ = kernels::PackWeightsS8(kernel_->layout, spec.weight.data(), spec.K, spec.N, zp,
+                                    static_cast<int64_t>(spec.weight_zero_point.size()));
   scale_.resize(static_cast<size_t>(spec.N));
   // Same rounding as onnxruntime: the two scales are multiplied in float once, then applied to the int32 sum.
   for (int64_t n = 0; n < spec.N; ++n)
@@ -45,26 +49,42 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   float* out = output.GetTensorMutableData<float>();
   if (M == 0) return;
 
-  // Bring the activation to u8 (the kernels' input type).
-  std::vector<uint8_t> a_u8(count);
+  // Activations in u8, rows padded to the kernels' K groups. Per-thread scratch: concurrent Run()s each use
+  // their own calling thread's buffer, and steady-state runs allocate nothing.
+  const int64_t lda = kernels::RoundUpK(K);
+  thread_local std::vector<uint8_t> a_u8;
+  if (a_u8.size() < static_cast<size_t>(M * lda)) a_u8.resize(static_cast<size_t>(M * lda));
   const auto type = info.GetElementType();
   if (input_kind_ == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");
-    kernels::QuantizeLinearU8Ref(input.GetTensorData<float>(), count, quantize_scale_, quantize_zero_point_u8_,
-                                 a_u8.data());
+    const float* x = input.GetTensorData<float>();
+    if (lda == K) {
+      quantize_(x, count, quantize_scale_, quantize_zero_point_u8_, a_u8.data());
+    } else {
+      for (int64_t m = 0; m < M; ++m)
+        quantize_(x + m * K, static_cast<size_t>(K), quantize_scale_, quantize_zero_point_u8_, a_u8.data() + m * lda);
+    }
   } else if (activation_signed_) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw std::runtime_error("expected an int8 activation");
-    kernels::ShiftS8ToU8Ref(input.GetTensorData<int8_t>(), count, a_u8.data());
+    const int8_t* src = input.GetTensorData<int8_t>();
+    for (int64_t m = 0; m < M; ++m) kernels::ShiftS8ToU8Ref(src + m * K, static_cast<size_t>(K), a_u8.data() + m * lda);
   } else {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) throw std::runtime_error("expected a uint8 activation");
     const uint8_t* src = input.GetTensorData<uint8_t>();
-    a_u8.assign(src, src + count);
+    for (int64_t m = 0; m < M; ++m) std::memcpy(a_u8.data() + m * lda, src + m * K, static_cast<size_t>(K));
   }
 
-  kernels::QGemmEpilogue epilogue;
-  epilogue.scale = scale_.data();
-  epilogue.bias = bias_.empty() ? nullptr : bias_.data();
-  kernels::QGemmU8S8Ref(M, a_u8.data(), K, activation_zero_point_u8_, weights_, epilogue, out, N);
+  kernels::QGemmU8S8Args args;
+  args.M = M;
+  args.A = a_u8.data();
+  args.lda = lda;
+  args.a_zero_point = activation_zero_point_u8_;
+  args.B = &weights_;
+  args.epilogue.scale = scale_.data();
+  args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
+  args.C = out;
+  args.ldc = N;
+  kernels::QGemmU8S8Parallel(*kernel_, args, pool_);
 }
 
 }  // namespace onnxq

@@ -1,22 +1,25 @@
-// The compiled form of a claimed INT8 Q/DQ MatMul group: weights prepacked once at session creation, then a
-// const (thread-safe) Compute per Run().
+// The compiled form of a claimed INT8 Q/DQ MatMul / Gemm group: weights prepacked once (at session creation)
+// for the kernel variant chosen for this CPU, then a const (thread-safe) Compute per Run().
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "kernels/qgemm_u8s8.h"
+#include "kernels/quantize.h"
 #include "ort_api.h"
 #include "patterns/qdq_matmul_pattern.h"
+#include "runtime/thread_pool.h"
 
 namespace onnxq {
 
 class QdqMatMulNode {
  public:
   // `input_index` is the position of the activation among the fused node's inputs.
-  QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index);
+  QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
 
   void Compute(OrtKernelContext* context) const;
+  const char* kernel_name() const { return kernel_->name; }
 
  private:
   size_t input_index_;
@@ -25,9 +28,12 @@ class QdqMatMulNode {
   float quantize_scale_;
   int32_t quantize_zero_point_u8_;  // zero point in the u8 domain (s8 zero point + 128)
   int32_t activation_zero_point_u8_;
+  const kernels::QGemmU8S8Kernel* kernel_;
+  kernels::QuantizeLinearU8Fn quantize_;
   kernels::PackedWeightsS8 weights_;
   std::vector<float> scale_;  // activation_scale * weight_scale[n]
   std::vector<float> bias_;   // empty or N
+  ThreadPool* pool_;
 };
 
 }  // namespace onnxq

@@ -1,0 +1,115 @@
+// u8 x s8 GEMM with AVX512-VNNI (vpdpbusd). Compiled with AVX-512 flags; only called after the CPU check.
+//
+// Register tile: 6 rows x 64 columns = 24 zmm accumulators. Per group of 4 K: 4 weight loads (the packed
+// panel holds 64 columns x 4 K contiguously), 6 activation broadcasts (vpbroadcastd of 4 bytes), 24 vpdpbusd.
+// The panel (K x 64 bytes) stays in L2 while every row block of A streams past it. Zero-point compensation,
+// per-column scale, bias and the tail mask are applied in the store (fused epilogue).
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/qgemm_u8s8.h"
+
+namespace onnxq::kernels {
+namespace {
+
+constexpr int kNR = 64;
+constexpr int kNV = kNR / 16;
+constexpr int kMR = 6;
+
+inline __m512i Broadcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// 6 x 64 tile. Rows past `rows` (M tail) alias row 0, are computed and not stored: one kernel body, no
+// per-tail variants. Accumulators are 24 named registers (arrays of __m512i made GCC spill every iteration).
+void Tile(const QGemmU8S8Args& a, const int32_t* row_sum, int64_t m0, int rows, int64_t panel, int64_t n_end) {
+  const PackedWeightsS8& B = *a.B;
+  const int64_t groups = B.k_padded / 4;
+  const int8_t* bp = B.data.data() + panel * groups * kNR * 4;
+  const uint8_t* r0 = a.A + m0 * a.lda;
+  const uint8_t* r1 = rows > 1 ? r0 + a.lda : r0;
+  const uint8_t* r2 = rows > 2 ? r0 + 2 * a.lda : r0;
+  const uint8_t* r3 = rows > 3 ? r0 + 3 * a.lda : r0;
+  const uint8_t* r4 = rows > 4 ? r0 + 4 * a.lda : r0;
+  const uint8_t* r5 = rows > 5 ? r0 + 5 * a.lda : r0;
+
+#define ONNXQ_ZERO4(i) __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = c##i##0, c##i##2 = c##i##0, c##i##3 = c##i##0;
+  ONNXQ_ZERO4(0) ONNXQ_ZERO4(1) ONNXQ_ZERO4(2) ONNXQ_ZERO4(3) ONNXQ_ZERO4(4) ONNXQ_ZERO4(5)
+#undef ONNXQ_ZERO4
+
+  for (int64_t g = 0; g < groups; ++g) {
+    const int8_t* bg = bp + g * kNR * 4;
+    const __m512i b0 = _mm512_loadu_si512(bg), b1 = _mm512_loadu_si512(bg + 64);
+    const __m512i b2 = _mm512_loadu_si512(bg + 128), b3 = _mm512_loadu_si512(bg + 192);
+#define ONNXQ_ROW(i)                                 \
+  {                                                  \
+    const __m512i av = Broadcast4(r##i + g * 4);     \
+    c##i##0 = _mm512_dpbusd_epi32(c##i##0, av, b0);  \
+    c##i##1 = _mm512_dpbusd_epi32(c##i##1, av, b1);  \
+    c##i##2 = _mm512_dpbusd_epi32(c##i##2, av, b2);  \
+    c##i##3 = _mm512_dpbusd_epi32(c##i##3, av, b3);  \
+  }
+    ONNXQ_ROW(0) ONNXQ_ROW(1) ONNXQ_ROW(2) ONNXQ_ROW(3) ONNXQ_ROW(4) ONNXQ_ROW(5)
+#undef ONNXQ_ROW
+  }
+
+  const __m512i acc[kMR][kNV] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                                 {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
+  // Fused epilogue.
+  const int32_t za = a.a_zero_point;
+  for (int v = 0; v < kNV; ++v) {
+    const int64_t col = panel * kNR + v * 16;
+    if (col >= n_end) break;
+    const int64_t cnt = n_end - col < 16 ? n_end - col : 16;
+    const __mmask16 mask = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
+    // sum (a - za)(b - zb) = sum a*b - za*colsum(b) - zb*rowsum(a) + K*za*zb   (wrapping int32 is exact here)
+    __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, B.col_sum.data() + col), _mm512_set1_epi32(-za));
+    __m512i zb = _mm512_setzero_si512();
+    if (row_sum != nullptr) {
+      zb = _mm512_maskz_loadu_epi32(mask, B.zero_point.data() + col);
+      off = _mm512_add_epi32(off, _mm512_mullo_epi32(zb, _mm512_set1_epi32(static_cast<int32_t>(B.K) * za)));
+    }
+    const __m512 scale = _mm512_maskz_loadu_ps(mask, a.epilogue.scale + col);
+    const __m512 bias = a.epilogue.bias != nullptr ? _mm512_maskz_loadu_ps(mask, a.epilogue.bias + col)
+                                                   : _mm512_setzero_ps();
+    for (int r = 0; r < rows; ++r) {
+      __m512i x = _mm512_add_epi32(acc[r][v], off);
+      if (row_sum != nullptr) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(zb, _mm512_set1_epi32(row_sum[r])));
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), scale);
+      if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
+      _mm512_mask_storeu_ps(a.C + (m0 + r) * a.ldc + col, mask, f);
+    }
+  }
+}
+
+void ComputeAvx512Vnni(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const PackedWeightsS8& B = *a.B;
+  std::vector<int32_t> row_sums;
+  if (B.has_zero_point) {
+    row_sums.resize(static_cast<size_t>(m_end - m_begin));
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const uint8_t* row = a.A + m * a.lda;
+      int32_t s = 0;
+      for (int64_t k = 0; k < B.K; ++k) s += row[k];
+      row_sums[m - m_begin] = s;
+    }
+  }
+  for (int64_t panel = n_begin / kNR; panel * kNR < n_end; ++panel) {
+    for (int64_t m = m_begin; m < m_end; m += kMR) {
+      const int rows = static_cast<int>(m_end - m < kMR ? m_end - m : kMR);
+      Tile(a, B.has_zero_point ? row_sums.data() + (m - m_begin) : nullptr, m, rows, panel, n_end);
+    }
+  }
+}
+
+const QGemmU8S8Kernel kAvx512Vnni{"avx512vnni", WeightLayoutS8::kPanelsK4N64, kNR, kMR, ComputeAvx512Vnni};
+
+}  // namespace
+
+const QGemmU8S8Kernel* QGemmU8S8Avx512VnniKernel() { return &kAvx512Vnni; }
+
+}  // namespace onnxq::kernels

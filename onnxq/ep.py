@@ -83,7 +83,11 @@ def session_options(
     devices = ep_devices()
     if not devices:
         raise OnnxqError("onnxruntime lists no device for the onnxq EP")
-    so.add_provider_for_devices(devices[:1], dict(provider_options or {}))
+    opts = dict(provider_options or {})
+    if "num_threads" not in opts and so.intra_op_num_threads > 0:
+        # the EP owns its pool; by default it follows the session's intra-op setting
+        opts["num_threads"] = str(so.intra_op_num_threads)
+    so.add_provider_for_devices(devices[:1], opts)
     return so
 
 

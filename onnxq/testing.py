@@ -111,6 +111,92 @@ def qdq_matmul_model(
     return _model(graph)
 
 
+FP8_TYPES = {"e4m3fn": TensorProto.FLOAT8E4M3FN, "e5m2": TensorProto.FLOAT8E5M2}
+FP8_MAX = {"e4m3fn": 448.0, "e5m2": 57344.0}
+
+
+def _fp8_dtype(fmt: str):
+    import ml_dtypes
+
+    return {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}[fmt]
+
+
+def fp8_tensor(arr: np.ndarray, name: str, fmt: str) -> onnx.TensorProto:
+    """An FP8 initializer from values already representable in `fmt` (stored as raw bytes)."""
+    q = np.asarray(arr).astype(_fp8_dtype(fmt))
+    t = helper.make_tensor(name, FP8_TYPES[fmt], list(q.shape), q.view(np.uint8).tobytes(), raw=True)
+    return t
+
+
+def quantize_weight_per_column_fp8(w: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-column scale so each column's max maps to the format's max; returns (fp8 values as float32, scale)."""
+    amax = np.abs(w).max(axis=0).astype(np.float32)
+    scale = np.where(amax > 0, amax / FP8_MAX[fmt], 1.0).astype(np.float32)
+    q = (w / scale).astype(_fp8_dtype(fmt)).astype(np.float32)
+    return q, scale
+
+
+def fp8_qdq_matmul_model(
+    k: int,
+    n: int,
+    *,
+    weight_format: str = "e4m3fn",
+    activation_format: str | None = None,
+    rank: int = 2,
+    seed: int = 0,
+    bias: bool = True,
+    per_channel: bool = True,
+    with_zero_points: bool = True,
+    include_quantize: bool = True,
+) -> onnx.ModelProto:
+    """FP8 Q/DQ MatMul: DQ(w_fp8) feeds MatMul; the activation is float (weight-only, ``activation_format=None``)
+    or goes through QuantizeLinear -> DequantizeLinear in ``activation_format`` (``include_quantize=False``: the
+    model takes the FP8 tensor itself)."""
+    rng = np.random.default_rng(seed)
+    batch_dims = ["batch"] if rank == 2 else ["batch", "seq"]
+    w = rng.standard_normal((k, n)).astype(np.float32) * 0.1
+    if per_channel:
+        wq, ws = quantize_weight_per_column_fp8(w, weight_format)
+    else:
+        ws = np.float32(np.abs(w).max() / FP8_MAX[weight_format])
+        wq = (w / ws).astype(_fp8_dtype(weight_format)).astype(np.float32)
+    inits = [fp8_tensor(wq, "w", weight_format), numpy_helper.from_array(np.asarray(ws, np.float32), "w_scale")]
+    dq_inputs = ["w", "w_scale"]
+    if with_zero_points:
+        inits.append(fp8_tensor(np.zeros(np.shape(ws), np.float32), "w_zp", weight_format))
+        dq_inputs.append("w_zp")
+    nodes = [helper.make_node("DequantizeLinear", dq_inputs, ["w_dq"], name="dequant_w", axis=1)]
+    if activation_format is None:
+        x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [*batch_dims, k])
+        mm_a = "x"
+    else:
+        inits.append(numpy_helper.from_array(np.array(rng.uniform(0.005, 0.02), np.float32), "x_scale"))
+        q_inputs = ["x_scale"]
+        if with_zero_points:
+            inits.append(fp8_tensor(np.zeros((), np.float32), "x_zp", activation_format))
+            q_inputs.append("x_zp")
+        if include_quantize:
+            x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [*batch_dims, k])
+            if with_zero_points:
+                nodes.append(helper.make_node("QuantizeLinear", ["x", *q_inputs], ["x_q"], name="quant_x", saturate=1))
+            else:  # without a zero point the output type comes from output_dtype
+                nodes.append(helper.make_node("QuantizeLinear", ["x", *q_inputs], ["x_q"], name="quant_x",
+                                              saturate=1, output_dtype=FP8_TYPES[activation_format]))
+        else:
+            x_in = helper.make_tensor_value_info("x_q", FP8_TYPES[activation_format], [*batch_dims, k])
+        nodes.append(helper.make_node("DequantizeLinear", ["x_q", *q_inputs], ["x_dq"], name="dequant_x"))
+        mm_a = "x_dq"
+    mm_out = "mm" if bias else "y"
+    nodes.append(helper.make_node("MatMul", [mm_a, "w_dq"], [mm_out], name="matmul"))
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b"))
+        nodes.append(helper.make_node("Add", [mm_out, "b"], ["y"], name="bias"))
+    graph = helper.make_graph(nodes, "fp8_qdq_matmul", [x_in],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*batch_dims, n])],
+                              initializer=inits)
+    return _model(graph)
+
+
 # ---------------------------------------------------------------------------------------------- FP32 samples
 
 

@@ -11,6 +11,9 @@
 #include <stdexcept>
 
 #include "kernels/cpu_features.h"
+#include "kernels/fp8.h"
+#include "kernels/gemm_bf16_fp8w.h"
+#include "kernels/parallel_gemm.h"
 #include "kernels/qgemm_u8s8.h"
 #include "kernels/qgemm_u8s8_parallel.h"
 #include "kernels/quantize.h"
@@ -124,6 +127,101 @@ py::array_t<uint8_t> QuantizeLinearU8Py(CArray<float> x, float scale, int32_t ze
   return y;
 }
 
+Fp8Format ParseFormat(const std::string& f) {
+  if (f == "e4m3" || f == "e4m3fn") return Fp8Format::kE4M3FN;
+  if (f == "e5m2") return Fp8Format::kE5M2;
+  throw std::invalid_argument("fp8 format must be 'e4m3fn' or 'e5m2', got '" + f + "'");
+}
+
+const GemmBf16Fp8Kernel& Fp8KernelByName(const std::string& name) {
+  if (name.empty()) return SelectGemmBf16Fp8Kernel();
+  const GemmBf16Fp8Kernel* k = FindGemmBf16Fp8Kernel(name.c_str());
+  if (k == nullptr) throw std::invalid_argument("fp8 gemm kernel '" + name + "' is not available on this CPU");
+  return *k;
+}
+
+class PackedGemmBf16Fp8 {
+ public:
+  PackedGemmBf16Fp8(CArray<uint8_t> w, const std::string& format, CArray<float> scale,
+                    std::optional<CArray<float>> bias, const std::string& kernel, int threads)
+      : kernel_(&Fp8KernelByName(kernel)), pool_(threads > 0 ? threads : 1) {
+    if (w.ndim() != 2 || w.shape(0) == 0 || w.shape(1) == 0) throw std::invalid_argument("w must be a K x N matrix");
+    const int64_t N = w.shape(1);
+    if (scale.size() != N) throw std::invalid_argument("scale must have N elements");
+    if (bias && bias->size() != N) throw std::invalid_argument("bias must have N elements");
+    packed_ = PackWeightsFp8(kernel_->layout, w.data(), w.shape(0), N, ParseFormat(format));
+    scale_.assign(scale.data(), scale.data() + N);
+    if (bias) bias_.assign(bias->data(), bias->data() + N);
+  }
+  GemmBf16Fp8Args Args(const std::vector<uint16_t>& a, int64_t M, float* c) const {
+    GemmBf16Fp8Args args;
+    args.M = M;
+    args.A = a.data();
+    args.lda = packed_.k_padded;
+    args.B = &packed_;
+    args.scale = scale_.data();
+    args.bias = bias_.empty() ? nullptr : bias_.data();
+    args.C = c;
+    args.ldc = packed_.N;
+    return args;
+  }
+  std::vector<uint16_t> Pad(const CArray<uint16_t>& a) const {
+    if (a.ndim() != 2 || a.shape(1) != packed_.K) throw std::invalid_argument("a must be M x K (bf16 bits as uint16)");
+    const int64_t M = a.shape(0), K = packed_.K, lda = packed_.k_padded;
+    std::vector<uint16_t> padded(static_cast<size_t>(M * lda), 0);
+    for (int64_t m = 0; m < M; ++m) std::memcpy(padded.data() + m * lda, a.data() + m * K, static_cast<size_t>(K) * 2);
+    return padded;
+  }
+  void Run(const GemmBf16Fp8Args& args) {
+    ParallelGemm(&pool_, args.M, packed_.N, packed_.K, kernel_->panel_width, kernel_->m_step,
+                 [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { kernel_->compute(args, m0, m1, n0, n1); });
+  }
+  py::array_t<float> Call(CArray<uint16_t> a) {
+    const std::vector<uint16_t> padded = Pad(a);
+    py::array_t<float> c({static_cast<int64_t>(a.shape(0)), packed_.N});
+    const GemmBf16Fp8Args args = Args(padded, a.shape(0), c.mutable_data());
+    py::gil_scoped_release release;
+    Run(args);
+    return c;
+  }
+  std::vector<double> Time(CArray<uint16_t> a, int reps) {
+    const std::vector<uint16_t> padded = Pad(a);
+    std::vector<float> c(static_cast<size_t>(a.shape(0) * packed_.N));
+    const GemmBf16Fp8Args args = Args(padded, a.shape(0), c.data());
+    std::vector<double> out;
+    py::gil_scoped_release release;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Run(args);
+      out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return out;
+  }
+  std::string kernel() const { return kernel_->name; }
+
+ private:
+  const GemmBf16Fp8Kernel* kernel_;
+  onnxq::ThreadPool pool_;
+  PackedWeightsFp8 packed_;
+  std::vector<float> scale_, bias_;
+};
+
+py::array_t<uint16_t> ToBf16Py(CArray<float> x, const std::string& variant) {
+  py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const bool fast = variant != "ref" && HasFastGemmBf16Fp8Kernel();
+  (fast ? ConvertToBf16Avx512 : ConvertToBf16Ref)(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
+  return y;
+}
+
+py::array_t<uint16_t> QuantizeFp8ToBf16Py(CArray<float> x, float scale, const std::string& format,
+                                          const std::string& variant) {
+  py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const bool fast = variant != "ref" && HasFastGemmBf16Fp8Kernel();
+  (fast ? QuantizeFp8ToBf16Avx512 : QuantizeFp8ToBf16Ref)(x.data(), static_cast<size_t>(x.size()), scale,
+                                                         ParseFormat(format), y.mutable_data());
+  return y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -157,4 +255,34 @@ PYBIND11_MODULE(_kernels, m) {
         [](CArray<float> x, float scale, int32_t zp) { return QuantizeLinearU8Py(x, scale, zp, "ref"); },
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
   m.attr("QGEMM_MAX_K") = kQGemmMaxK;
+
+  m.def("fp8_gemm_kernels", [] {
+    std::vector<std::string> names;
+    for (const auto* k : AvailableGemmBf16Fp8Kernels()) names.push_back(k->name);
+    return names;
+  }, "bf16 x FP8-weight GEMM variants usable on this CPU, best first");
+  py::class_<PackedGemmBf16Fp8>(m, "PackedGemmBf16Fp8", "FP8 weights packed once; call with bf16 activations")
+      .def(py::init<CArray<uint8_t>, const std::string&, CArray<float>, std::optional<CArray<float>>,
+                    const std::string&, int>(),
+           py::arg("w"), py::arg("format"), py::arg("scale"), py::arg("bias") = py::none(), py::arg("kernel") = "",
+           py::arg("threads") = 1)
+      .def("__call__", &PackedGemmBf16Fp8::Call, py::arg("a"))
+      .def("time", &PackedGemmBf16Fp8::Time, py::arg("a"), py::arg("reps"))
+      .def_property_readonly("kernel", &PackedGemmBf16Fp8::kernel);
+  m.def("to_bf16", &ToBf16Py, py::arg("x"), py::arg("variant") = "",
+        "float -> bf16 bits (round half to even, denormals flushed), as the FP8 GEMMs see activations");
+  m.def("quantize_fp8_to_bf16", &QuantizeFp8ToBf16Py, py::arg("x"), py::arg("scale"), py::arg("format"),
+        py::arg("variant") = "", "QuantizeLinear to FP8 (saturate) of x/scale, returned widened to bf16 bits");
+  m.def("fp8_to_float", [](CArray<uint8_t> v, const std::string& format) {
+    py::array_t<float> out(std::vector<py::ssize_t>(v.shape(), v.shape() + v.ndim()));
+    const Fp8Format f = ParseFormat(format);
+    for (py::ssize_t i = 0; i < v.size(); ++i) out.mutable_data()[i] = Fp8ToFloat(v.data()[i], f);
+    return out;
+  }, py::arg("v"), py::arg("format"));
+  m.def("float_to_fp8", [](CArray<float> x, const std::string& format) {
+    py::array_t<uint8_t> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    const Fp8Format f = ParseFormat(format);
+    for (py::ssize_t i = 0; i < x.size(); ++i) out.mutable_data()[i] = FloatToFp8Saturate(x.data()[i], f);
+    return out;
+  }, py::arg("x"), py::arg("format"), "ONNX QuantizeLinear(saturate=1) to FP8, scale 1");
 }

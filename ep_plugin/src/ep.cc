@@ -1,11 +1,14 @@
 #include "ep.h"
 
+#include <cstdlib>
 #include <memory>
 #include <set>
 #include <stdexcept>
 #include <vector>
 
 #include "ep_factory.h"
+#include "kernels/gemm_bf16_fp8w.h"
+#include "nodes/fp8_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
 #include "patterns/graph_utils.h"
 
@@ -15,7 +18,7 @@ namespace {
 // OrtNodeComputeInfo for one compiled group. The node is immutable after Compile, so the state handed to
 // onnxruntime is the node itself and concurrent Run() calls share it safely.
 struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
-  explicit QdqMatMulComputeInfo(std::unique_ptr<QdqMatMulNode> n) : OrtNodeComputeInfo{}, node(std::move(n)) {
+  explicit QdqMatMulComputeInfo(std::unique_ptr<CompiledNode> n) : OrtNodeComputeInfo{}, node(std::move(n)) {
     ort_version_supported = ORT_API_VERSION;
     CreateState = CreateStateImpl;
     Compute = ComputeImpl;
@@ -27,12 +30,19 @@ struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
     return nullptr;
   }
   static OrtStatus* ORT_API_CALL ComputeImpl(OrtNodeComputeInfo*, void* state, OrtKernelContext* ctx) noexcept {
-    return StatusFromCall([&] { static_cast<const QdqMatMulNode*>(state)->Compute(ctx); });
+    return StatusFromCall([&] { static_cast<const CompiledNode*>(state)->Compute(ctx); });
   }
   static void ORT_API_CALL ReleaseStateImpl(OrtNodeComputeInfo*, void*) noexcept {}
 
-  std::unique_ptr<QdqMatMulNode> node;
+  std::unique_ptr<CompiledNode> node;
 };
+
+// FP8 groups are claimed only where a vector FP8 kernel exists (the scalar reference is for tests, forced with
+// ONNXQ_FP8_KERNEL=ref); otherwise onnxruntime keeps them.
+bool Fp8Claimable() {
+  const char* forced = std::getenv("ONNXQ_FP8_KERNEL");
+  return kernels::HasFastGemmBf16Fp8Kernel() || (forced != nullptr && *forced != '\0');
+}
 
 }  // namespace
 
@@ -64,10 +74,11 @@ OrtStatus* ORT_API_CALL OnnxqEp::GetCapabilityImpl(OrtEp* this_ptr, const OrtGra
 void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* support) {
   Ort::ConstGraph graph{ort_graph};
   std::set<const OrtNode*> claimed;
+  const bool fp8 = Fp8Claimable();
   for (const Ort::ConstNode& node : graph.GetNodes()) {
     if (!graph::IsOp(node, "MatMul") && !graph::IsOp(node, "Gemm")) continue;
     std::string why_not;
-    std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, &why_not);
+    std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, fp8, &why_not);
     if (!spec) {
       Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() + "' not claimed: " + why_not);
       continue;
@@ -126,7 +137,11 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
     }
     if (input_index == fused_inputs.size())
       throw std::runtime_error("fused node has no input named '" + spec.input_name + "'");
-    auto node = std::make_unique<QdqMatMulNode>(spec, input_index, pool_.get());
+    std::unique_ptr<CompiledNode> node;
+    if (spec.is_fp8())
+      node = std::make_unique<Fp8MatMulNode>(spec, input_index, pool_.get());
+    else
+      node = std::make_unique<QdqMatMulNode>(spec, input_index, pool_.get());
     Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + ", " +
                                        std::to_string(pool_->num_threads()) + " threads");
     infos[i] = new QdqMatMulComputeInfo(std::move(node));

@@ -1,4 +1,4 @@
-// The compiled form of a claimed INT8 Q/DQ MatMul / Gemm group: weights prepacked once (at session creation)
+// The compiled form of a claimed INT8 Q/DQ MatMul / Gemm group (u8/s8 activations x s8 weights): weights prepacked once (at session creation)
 // for the kernel variant chosen for this CPU, then a const (thread-safe) Compute per Run().
 #pragma once
 #include <cstddef>
@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/qgemm_u8s8.h"
+#include "nodes/compiled_node.h"
 #include "kernels/quantize.h"
 #include "ort_api.h"
 #include "patterns/qdq_matmul_pattern.h"
@@ -13,13 +14,13 @@
 
 namespace onnxq {
 
-class QdqMatMulNode {
+class QdqMatMulNode : public CompiledNode {
  public:
   // `input_index` is the position of the activation among the fused node's inputs.
   QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
 
-  void Compute(OrtKernelContext* context) const;
-  const char* kernel_name() const { return kernel_->name; }
+  void Compute(OrtKernelContext* context) const override;
+  const char* kernel_name() const override { return kernel_->name; }
 
  private:
   size_t input_index_;

@@ -60,6 +60,16 @@ bool Is8Bit(ONNXTensorElementDataType t) {
   return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
 }
 
+bool IsFp8(ONNXTensorElementDataType t) {
+  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2;
+}
+
+// FP8 zero points must be +0 or -0 (ONNX allows only zero for float8 zero points).
+void RequireZeroFp8(const Constant& z) {
+  for (size_t i = 0; i < z.count; ++i)
+    if ((static_cast<const uint8_t*>(z.data)[i] & 0x7F) != 0) throw NoMatch{"FP8 zero point is not zero"};
+}
+
 // Per-tensor scale / zero point of a Q or DQ node on an activation.
 void ReadPerTensorParams(const Ort::ConstNode& node, ONNXTensorElementDataType quantized_type, float* scale,
                          int32_t* zero_point) {
@@ -74,7 +84,11 @@ void ReadPerTensorParams(const Ort::ConstNode& node, ONNXTensorElementDataType q
   if (inputs.size() >= 3 && !IsNull(inputs[2])) {
     const Constant z = ReadConstant(inputs[2], "activation zero point is not a constant");
     if (!IsScalarLike(z) || z.type != quantized_type) throw NoMatch{"activation zero point is not an 8-bit scalar"};
-    *zero_point = ReadZeroPoint8(z, 0);
+    if (IsFp8(quantized_type)) {
+      RequireZeroFp8(z);
+    } else {
+      *zero_point = ReadZeroPoint8(z, 0);
+    }
   }
 }
 
@@ -92,7 +106,7 @@ bool ReadGemmAttrs(const Ort::ConstNode& gemm, bool* trans_b) {
   return true;
 }
 
-QdqMatMulSpec Match(const Ort::ConstNode& head) {
+QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
   QdqMatMulSpec spec;
   const bool is_gemm = IsOp(head, "Gemm");
   if (!is_gemm && !IsOp(head, "MatMul")) throw NoMatch{"not a MatMul or Gemm"};
@@ -116,11 +130,13 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
   const auto dqw_inputs = dq_w.GetInputs();
   if (dqw_inputs.size() < 2) throw NoMatch{"weight DQ without a scale"};
   const Constant w = ReadConstant(dqw_inputs[0], "weight is not a constant initializer");
-  if (w.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw NoMatch{"weight is not int8"};
+  if (w.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 && !IsFp8(w.type)) throw NoMatch{"weight is not int8 or FP8"};
+  spec.weight_type = w.type;
+  if (IsFp8(w.type) && !fp8_supported) throw NoMatch{"FP8 weights need AVX512-BF16 + VBMI on this CPU"};
   if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) throw NoMatch{"weight is not a 2-D matrix"};
   spec.K = trans_b ? w.shape[1] : w.shape[0];
   spec.N = trans_b ? w.shape[0] : w.shape[1];
-  if (spec.K > kernels::kQGemmMaxK) throw NoMatch{"K too large for int32 accumulation"};
+  if (!IsFp8(w.type) && spec.K > kernels::kQGemmMaxK) throw NoMatch{"K too large for int32 accumulation"};
   if (w.count != static_cast<size_t>(spec.K * spec.N)) throw NoMatch{"weight size does not match its shape"};
   const Constant ws = ReadConstant(dqw_inputs[1], "weight scale is not a constant");
   if (ws.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw NoMatch{"weight scale is not float"};
@@ -135,11 +151,15 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
   for (size_t i = 0; i < ws.count; ++i) spec.weight_scale[i] = ReadPositiveFiniteScale(ws, i);
   if (dqw_inputs.size() >= 3 && !IsNull(dqw_inputs[2])) {
     const Constant wz = ReadConstant(dqw_inputs[2], "weight zero point is not a constant");
-    if (wz.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw NoMatch{"weight zero point is not int8"};
+    if (wz.type != w.type) throw NoMatch{"weight zero point type differs from the weight's"};
     if (wz.count != ws.count || wz.shape.size() != ws.shape.size())
       throw NoMatch{"weight zero point and scale shapes differ"};
-    const auto* z = static_cast<const int8_t*>(wz.data);
-    spec.weight_zero_point.assign(z, z + wz.count);
+    if (IsFp8(w.type)) {
+      RequireZeroFp8(wz);  // FP8 zero points are zero: nothing to keep
+    } else {
+      const auto* z = static_cast<const int8_t*>(wz.data);
+      spec.weight_zero_point.assign(z, z + wz.count);
+    }
   }
   const auto* wd = static_cast<const int8_t*>(w.data);
   if (!trans_b) {
@@ -151,36 +171,45 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
   }
 
   // ---- activation side ----
-  const Ort::ConstNode dq_x = Producer(mm_inputs[0]);
-  if (!IsOp(dq_x, "DequantizeLinear")) throw NoMatch{"activation is not produced by DequantizeLinear"};
-  const auto dqx_inputs = dq_x.GetInputs();
-  if (dqx_inputs.empty()) throw NoMatch{"activation DQ without input"};
-  const ONNXTensorElementDataType act_type = ElementType(dqx_inputs[0]);
-  if (!Is8Bit(act_type)) throw NoMatch{"activation is not 8-bit"};
-  spec.activation_signed = act_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
-  ReadPerTensorParams(dq_x, act_type, &spec.activation_scale, &spec.activation_zero_point);
-
   std::vector<const OrtNode*> nodes;
-  if (OnlyConsumedBy(mm_inputs[0], matmul)) {
-    nodes.push_back(dq_x);
-    const Ort::ConstNode q_x = Producer(dqx_inputs[0]);
-    if (IsOp(q_x, "QuantizeLinear") && OnlyConsumedBy(dqx_inputs[0], dq_x) && !q_x.GetInputs().empty() &&
-        ElementType(q_x.GetInputs()[0]) == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
-        !graph::HasAttr(q_x, "precision")) {
-      ReadPerTensorParams(q_x, act_type, &spec.quantize_scale, &spec.quantize_zero_point);
-      nodes.push_back(q_x);
-      spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
-      spec.input_name = q_x.GetInputs()[0].GetName();
-    } else {
-      spec.input_kind = QdqMatMulSpec::InputKind::kQuantized;
-      spec.input_name = dqx_inputs[0].GetName();
-    }
-  } else {
-    // Shared DQ: take its float output and re-quantize with its own parameters (exact, see header).
-    spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
-    spec.quantize_scale = spec.activation_scale;
-    spec.quantize_zero_point = spec.activation_zero_point;
+  const Ort::ConstNode dq_x = Producer(mm_inputs[0]);
+  if (!IsOp(dq_x, "DequantizeLinear")) {
+    // Weight-only FP8: the MatMul takes the float activation directly.
+    if (!IsFp8(spec.weight_type)) throw NoMatch{"activation is not produced by DequantizeLinear"};
+    if (ElementType(mm_inputs[0]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw NoMatch{"activation is not float"};
+    spec.input_kind = QdqMatMulSpec::InputKind::kFloatWeightOnly;
     spec.input_name = mm_inputs[0].GetName();
+  } else {
+    const auto dqx_inputs = dq_x.GetInputs();
+    if (dqx_inputs.empty()) throw NoMatch{"activation DQ without input"};
+    const ONNXTensorElementDataType act_type = ElementType(dqx_inputs[0]);
+    if (IsFp8(spec.weight_type) ? !IsFp8(act_type) : !Is8Bit(act_type))
+      throw NoMatch{"activation type does not pair with the weight type (u8/s8 with int8, FP8 with FP8)"};
+    spec.activation_type = act_type;
+    spec.activation_signed = act_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+    ReadPerTensorParams(dq_x, act_type, &spec.activation_scale, &spec.activation_zero_point);
+
+    if (OnlyConsumedBy(mm_inputs[0], matmul)) {
+      nodes.push_back(dq_x);
+      const Ort::ConstNode q_x = Producer(dqx_inputs[0]);
+      if (IsOp(q_x, "QuantizeLinear") && OnlyConsumedBy(dqx_inputs[0], dq_x) && !q_x.GetInputs().empty() &&
+          ElementType(q_x.GetInputs()[0]) == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
+          !graph::HasAttr(q_x, "precision") && IntAttr(q_x, "saturate", 1) == 1) {
+        ReadPerTensorParams(q_x, act_type, &spec.quantize_scale, &spec.quantize_zero_point);
+        nodes.push_back(q_x);
+        spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
+        spec.input_name = q_x.GetInputs()[0].GetName();
+      } else {
+        spec.input_kind = QdqMatMulSpec::InputKind::kQuantized;
+        spec.input_name = dqx_inputs[0].GetName();
+      }
+    } else {
+      // Shared DQ: take its float output and re-quantize with its own parameters (exact, see header).
+      spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
+      spec.quantize_scale = spec.activation_scale;
+      spec.quantize_zero_point = spec.activation_zero_point;
+      spec.input_name = mm_inputs[0].GetName();
+    }
   }
   nodes.push_back(dq_w);
   nodes.push_back(matmul);
@@ -265,9 +294,9 @@ QdqMatMulSpec Match(const Ort::ConstNode& head) {
 
 }  // namespace
 
-std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, std::string* why_not) {
+std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, bool fp8_supported, std::string* why_not) {
   try {
-    return Match(matmul);
+    return Match(matmul, fp8_supported);
   } catch (const NoMatch& e) {
     if (why_not != nullptr) *why_not = e.reason;
     return std::nullopt;

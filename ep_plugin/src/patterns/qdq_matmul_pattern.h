@@ -1,4 +1,4 @@
-// The INT8 Q/DQ MatMul pattern the onnxq EP claims:
+// The Q/DQ MatMul pattern the onnxq EP claims (INT8, and FP8 E4M3FN / E5M2 with bf16 compute):
 //
 //   x ──[QuantizeLinear]──> x_q ──DequantizeLinear──┐
 //                                                  MatMul ──[Add(bias)]──> y
@@ -12,6 +12,8 @@
 //   * only DQ folds (x_q also feeds other nodes): the fused node takes the 8-bit x_q directly;
 //   * DQ is shared by several consumers (typical for Q/K/V projections): the fused node takes DQ's float
 //     output and re-quantizes it with DQ's own scale and zero point, which recovers x_q exactly.
+// FP8 weights may also meet a plain float activation (weight-only FP8): the fused node takes x as it is.
+// INT8 weights need u8/s8 activations; FP8 weights need FP8 activations (either format) or none.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -23,7 +25,16 @@
 namespace onnxq {
 
 struct QdqMatMulSpec {
-  enum class InputKind { kFloatQuantizeInKernel, kQuantized };
+  enum class InputKind {
+    kFloatQuantizeInKernel,  // float x; the kernel quantizes it (Q folded in, or a shared DQ re-quantized)
+    kQuantized,              // the 8-bit (u8 / s8 / FP8) tensor itself
+    kFloatWeightOnly,        // float x straight into the MatMul (FP8 weight-only quantization)
+  };
+  // Element type of the weights and of the quantized activations (u8/s8/FP8 E4M3FN/E5M2 per ONNX).
+  ONNXTensorElementDataType weight_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  ONNXTensorElementDataType activation_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;  // unused for weight-only
+
+  bool is_fp8() const { return weight_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
 
   // What the fused node receives at run time.
   std::string input_name;
@@ -37,7 +48,7 @@ struct QdqMatMulSpec {
   // Weights and epilogue, copied out of the model (prepacked later, at Compile).
   int64_t K = 0;
   int64_t N = 0;
-  std::vector<int8_t> weight;              // K x N row-major
+  std::vector<int8_t> weight;              // K x N row-major (int8 values or FP8 bytes)
   std::vector<float> weight_scale;         // 1 or N
   std::vector<int8_t> weight_zero_point;   // empty, 1 or N
   std::vector<float> bias;                 // empty or N
@@ -51,6 +62,8 @@ struct QdqMatMulSpec {
 
 // Returns the spec if `matmul` (a MatMul node) heads a claimable group; otherwise nullopt, with the reason in
 // `why_not` when given (used in verbose logs).
-std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, std::string* why_not = nullptr);
+// `fp8_supported`: claim FP8 groups (only when a fast FP8 kernel exists on this CPU).
+std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, bool fp8_supported,
+                                            std::string* why_not = nullptr);
 
 }  // namespace onnxq

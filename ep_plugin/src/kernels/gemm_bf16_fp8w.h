@@ -1,0 +1,70 @@
+// FP8-weight GEMM family: bf16 activations x FP8 (E4M3FN / E5M2) weights -> fp32 accumulation -> fused epilogue.
+//
+//   C[m, n] = (sum_k A[m, k] * W[k, n]) * scale[n] + bias[n]      (A, W exact in bf16; sum in fp32)
+//
+// Weights stay FP8 in memory (1 byte each: a quarter of FP32's traffic) and are widened to bf16 in registers with
+// two vpermi2b table lookups per 64 weights; vdpbf16ps does the multiply-adds. For more than one row tile, each
+// 64-column weight panel is widened once into an L2-resident bf16 buffer and reused by every row (the conversion
+// is then paid once per panel, not once per row tile). Accumulation order differs between variants, so variants
+// agree with the reference within fp32 summation error, not bit for bit.
+//
+//   gemm_bf16_fp8w_ref.cc        scalar reference, row-major weights
+//   gemm_bf16_fp8w_avx512bf16.cc AVX512-BF16 + VBMI: 6 x 64 tile
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/aligned_buffer.h"
+#include "kernels/fp8.h"
+
+namespace onnxq::kernels {
+
+enum class WeightLayoutFp8 {
+  kRowMajorKN,          // W[k * N + n]                                              (reference)
+  kPanelsK2N64Permuted, // [N/64][K/2][2 chunks x 64 bytes], bytes ordered for the unpack after vpermi2b
+};
+
+struct PackedWeightsFp8 {
+  int64_t K = 0;
+  int64_t N = 0;
+  int64_t k_padded = 0;  // K rounded up to even (pad rows are +0.0)
+  Fp8Format format = Fp8Format::kE4M3FN;
+  WeightLayoutFp8 layout = WeightLayoutFp8::kRowMajorKN;
+  int64_t panel_width = 1;
+  AlignedBuffer<uint8_t> data;
+};
+
+struct GemmBf16Fp8Args {
+  int64_t M = 0;
+  const uint16_t* A = nullptr;  // bf16, M x K, leading dimension lda (even), rows readable up to k_padded
+  int64_t lda = 0;
+  const PackedWeightsFp8* B = nullptr;
+  const float* scale = nullptr;  // length N
+  const float* bias = nullptr;   // length N or null
+  float* C = nullptr;
+  int64_t ldc = 0;
+};
+
+using GemmBf16Fp8Fn = void (*)(const GemmBf16Fp8Args& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                               int64_t n_end);
+
+struct GemmBf16Fp8Kernel {
+  const char* name;
+  WeightLayoutFp8 layout;
+  int64_t panel_width;
+  int64_t m_step;
+  GemmBf16Fp8Fn compute;
+};
+
+std::vector<const GemmBf16Fp8Kernel*> AvailableGemmBf16Fp8Kernels();  // best first; "ref" always last
+const GemmBf16Fp8Kernel& SelectGemmBf16Fp8Kernel();                    // ONNXQ_FP8_KERNEL=<name> forces one
+const GemmBf16Fp8Kernel* FindGemmBf16Fp8Kernel(const char* name);
+bool HasFastGemmBf16Fp8Kernel();  // a vector variant exists on this CPU (the EP claims FP8 only then)
+
+// w is K x N row-major FP8 bytes.
+PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_t K, int64_t N, Fp8Format format);
+
+const GemmBf16Fp8Kernel& GemmBf16Fp8RefKernel();
+const GemmBf16Fp8Kernel* GemmBf16Fp8Avx512Kernel();
+
+}  // namespace onnxq::kernels

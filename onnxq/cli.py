@@ -75,6 +75,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from onnxq.bench import PROTOCOL_KN, PROTOCOL_M, VARIANTS, BenchConfig, markdown, run_bench, write_outputs
+
+    def parse_kn(text: str) -> tuple[int, int]:
+        k, sep, n = text.lower().partition("x")
+        if not sep or not k.isdigit() or not n.isdigit():
+            raise OnnxqError(f"--kn expects KxN (for example 768x3072), got '{text}'")
+        return int(k), int(n)
+
+    bad = [v for v in args.variants or [] if v not in VARIANTS]
+    if bad:
+        raise OnnxqError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+    if any(t < 1 for t in args.threads or []):
+        raise OnnxqError("--threads must be >= 1")
+    cfg = BenchConfig(
+        ms=args.m or (PROTOCOL_M if not args.quick else (1, 128)),
+        kns=[parse_kn(x) for x in args.kn] if args.kn else (PROTOCOL_KN if not args.quick else ((768, 768),)),
+        threads=args.threads or (1, 2),
+        variants=args.variants or VARIANTS,
+        passes=args.passes if args.passes else (7 if not args.quick else 3),
+    )
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise OnnxqError(f"{out}: parent directory does not exist")
+    report = run_bench(cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    paths = write_outputs(report, out)
+    print(markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnxq",
@@ -104,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=1, help="intra-op threads for both sessions (default 1)")
     pr.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     pr.set_defaults(func=cmd_run)
+
+    pb = sub.add_parser("bench", help="single-node MatMul benchmark: onnxq EP vs stock onnxruntime (JSON/md/PNG)",
+                        description="Benchmark single-MatMul models (FP32, INT8 Q/DQ, FP8 Q/DQ weight-only and "
+                        "weights+activations) with the onnxq EP and stock onnxruntime in one process, interleaved "
+                        "passes, IOBinding, 1 and 2 threads; writes bench_matmul.{json,md,png} to --out.")
+    pb.add_argument("--out", default="bench_out", help="output directory (default bench_out)")
+    pb.add_argument("--m", type=int, action="append", help="rows M (repeatable; default 1 32 128 512)")
+    pb.add_argument("--kn", action="append", help="KxN weight shape (repeatable; default the BERT-base shapes)")
+    pb.add_argument("--threads", type=int, action="append", help="thread counts (repeatable; default 1 and 2)")
+    pb.add_argument("--variants", nargs="+", help="subset of: " + " ".join(
+        ("ort-fp32", "ort-int8", "onnxq-int8", "ort-fp8w", "onnxq-fp8w", "ort-fp8", "onnxq-fp8")))
+    pb.add_argument("--passes", type=int, help="interleaved passes (default 7)")
+    pb.add_argument("--quick", action="store_true", help="a small subset (M 1 and 128, 768x768, 3 passes)")
+    pb.set_defaults(func=cmd_bench)
     return p
 
 

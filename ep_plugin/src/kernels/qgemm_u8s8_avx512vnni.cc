@@ -86,6 +86,63 @@ void Tile(const QGemmU8S8Args& a, const int32_t* row_sum, int64_t m0, int rows, 
   }
 }
 
+// Few rows (M < 4, decode-style): no dead rows, and two accumulator sets over even/odd K groups so the
+// vpdpbusd latency chain does not bound the loop. Same fused epilogue.
+template <int ROWS>
+void SmallTile(const QGemmU8S8Args& a, const int32_t* row_sum, int64_t m0, int64_t panel, int64_t n_end) {
+  const PackedWeightsS8& B = *a.B;
+  const int64_t groups = B.k_padded / 4;
+  const int8_t* bp = B.data.data() + panel * groups * kNR * 4;
+  __m512i acc[ROWS][kNV], acc2[ROWS][kNV];
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < kNV; ++v) acc[r][v] = acc2[r][v] = _mm512_setzero_si512();
+  const uint8_t* rows[ROWS];
+  for (int r = 0; r < ROWS; ++r) rows[r] = a.A + (m0 + r) * a.lda;
+  int64_t g = 0;
+  for (; g + 2 <= groups; g += 2) {
+    const int8_t* bg = bp + g * kNR * 4;
+    __m512i b[2 * kNV];
+    for (int v = 0; v < 2 * kNV; ++v) b[v] = _mm512_loadu_si512(bg + v * 64);
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512i a0 = Broadcast4(rows[r] + g * 4), a1 = Broadcast4(rows[r] + g * 4 + 4);
+      for (int v = 0; v < kNV; ++v) {
+        acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], a0, b[v]);
+        acc2[r][v] = _mm512_dpbusd_epi32(acc2[r][v], a1, b[kNV + v]);
+      }
+    }
+  }
+  if (g < groups) {
+    const int8_t* bg = bp + g * kNR * 4;
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512i a0 = Broadcast4(rows[r] + g * 4);
+      for (int v = 0; v < kNV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], a0, _mm512_loadu_si512(bg + v * 64));
+    }
+  }
+  const int32_t za = a.a_zero_point;
+  for (int v = 0; v < kNV; ++v) {
+    const int64_t col = panel * kNR + v * 16;
+    if (col >= n_end) break;
+    const int64_t cnt = n_end - col < 16 ? n_end - col : 16;
+    const __mmask16 mask = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
+    __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, B.col_sum.data() + col), _mm512_set1_epi32(-za));
+    __m512i zb = _mm512_setzero_si512();
+    if (row_sum != nullptr) {
+      zb = _mm512_maskz_loadu_epi32(mask, B.zero_point.data() + col);
+      off = _mm512_add_epi32(off, _mm512_mullo_epi32(zb, _mm512_set1_epi32(static_cast<int32_t>(B.K) * za)));
+    }
+    const __m512 scale = _mm512_maskz_loadu_ps(mask, a.epilogue.scale + col);
+    const __m512 bias = a.epilogue.bias != nullptr ? _mm512_maskz_loadu_ps(mask, a.epilogue.bias + col)
+                                                   : _mm512_setzero_ps();
+    for (int r = 0; r < ROWS; ++r) {
+      __m512i x = _mm512_add_epi32(_mm512_add_epi32(acc[r][v], acc2[r][v]), off);
+      if (row_sum != nullptr) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(zb, _mm512_set1_epi32(row_sum[r])));
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), scale);
+      if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
+      _mm512_mask_storeu_ps(a.C + (m0 + r) * a.ldc + col, mask, f);
+    }
+  }
+}
+
 void ComputeAvx512Vnni(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const PackedWeightsS8& B = *a.B;
   std::vector<int32_t> row_sums;
@@ -101,7 +158,13 @@ void ComputeAvx512Vnni(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, i
   for (int64_t panel = n_begin / kNR; panel * kNR < n_end; ++panel) {
     for (int64_t m = m_begin; m < m_end; m += kMR) {
       const int rows = static_cast<int>(m_end - m < kMR ? m_end - m : kMR);
-      Tile(a, B.has_zero_point ? row_sums.data() + (m - m_begin) : nullptr, m, rows, panel, n_end);
+      const int32_t* rs = B.has_zero_point ? row_sums.data() + (m - m_begin) : nullptr;
+      switch (rows) {
+        case 1: SmallTile<1>(a, rs, m, panel, n_end); break;
+        case 2: SmallTile<2>(a, rs, m, panel, n_end); break;
+        case 3: SmallTile<3>(a, rs, m, panel, n_end); break;
+        default: Tile(a, rs, m, rows, panel, n_end); break;
+      }
     }
   }
 }

@@ -69,17 +69,36 @@ def ep_devices() -> list[Any]:
     return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
 
 
+def _config_entry(so: ort.SessionOptions, key: str) -> str | None:
+    try:
+        return so.get_session_config_entry(key)
+    except Exception:  # onnxruntime raises when the key was never set
+        return None
+
+
+_MARKER = "onnxq.ep_added"
+
+
 def session_options(
     base: ort.SessionOptions | None = None, provider_options: Mapping[str, str] | None = None
 ) -> ort.SessionOptions:
-    """Session options with the onnxq EP added first; onnxruntime's CPU provider takes everything else."""
+    """Session options with the onnxq EP added first; onnxruntime's CPU provider takes everything else.
+
+    `base` is modified in place (onnxruntime's options cannot be copied) and may be passed again: the EP is
+    added once. Unless the caller chose otherwise, onnxruntime's own intra-op threads are told not to spin
+    while idle: the EP does the heavy work on its own pool, and spinning threads would take its cores.
+    """
     if base is None:
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only: ORT's "not all nodes on the preferred EP" warning is expected
     else:
         so = base
+    if _config_entry(so, _MARKER) == "1":
+        return so
     # Lets get_provider_graph_assignment_info() report what the onnxq EP claimed.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    if _config_entry(so, "session.intra_op.allow_spinning") is None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     devices = ep_devices()
     if not devices:
         raise OnnxqError("onnxruntime lists no device for the onnxq EP")
@@ -88,6 +107,7 @@ def session_options(
         # the EP owns its pool; by default it follows the session's intra-op setting
         opts["num_threads"] = str(so.intra_op_num_threads)
     so.add_provider_for_devices(devices[:1], opts)
+    so.add_session_config_entry(_MARKER, "1")
     return so
 
 

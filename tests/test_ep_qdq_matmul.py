@@ -297,3 +297,20 @@ def test_sample_models_are_claimed_and_match():
         # whole models: a different route in one layer can flip one activation's rounding in the next, so the
         # check is relative to the output's scale (one u8 step of the last activation is ~1% of its range)
         assert np.max(np.abs(got - want)) <= 1e-2 * np.max(np.abs(want))
+
+
+def test_session_options_can_be_reused():
+    model = qdq_matmul_model(16, 8).SerializeToString()
+    so = ort.SessionOptions()
+    first, second = ep.session(model, options=so), ep.session(model, options=so)
+    assert first.get_providers()[0] == second.get_providers()[0] == EP
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_num_threads_provider_option_is_validated():
+    model = qdq_matmul_model(16, 8).SerializeToString()
+    with pytest.raises(Exception, match="num_threads"):
+        ep.session(model, provider_options={"num_threads": "lots"})
+    sess = ep.session(model, provider_options={"num_threads": "3"})
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], reference(qdq_matmul_model(16, 8), x))

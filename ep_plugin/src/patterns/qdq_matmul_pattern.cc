@@ -5,6 +5,7 @@
 
 #include "kernels/qgemm_u8s8.h"
 #include "patterns/graph_utils.h"
+#include "patterns/qdq_common.h"
 
 namespace onnxq {
 namespace {
@@ -17,80 +18,14 @@ using graph::IsOp;
 using graph::OnlyConsumedBy;
 using graph::Producer;
 
-struct NoMatch {
-  const char* reason;
-};
-
-// A constant tensor read out of the model with its shape; every access below is bounds-checked against it.
-struct Constant {
-  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::vector<int64_t> shape;
-  size_t count = 0;
-  const void* data = nullptr;
-};
-
-Constant ReadConstant(const Ort::ConstValueInfo& v, const char* what) {
-  Ort::ConstValue value = ConstantValue(v);
-  if (static_cast<const OrtValue*>(value) == nullptr || !value.IsTensor()) throw NoMatch{what};
-  auto info = value.GetTensorTypeAndShapeInfo();
-  Constant c;
-  c.type = info.GetElementType();
-  c.shape = info.GetShape();
-  c.count = info.GetElementCount();
-  c.data = value.GetTensorRawData();
-  if (c.data == nullptr && c.count != 0) throw NoMatch{what};
-  return c;
-}
-
-bool IsScalarLike(const Constant& c) { return c.count == 1 && c.shape.size() <= 1; }
-
-float ReadPositiveFiniteScale(const Constant& c, size_t i) {
-  const float s = static_cast<const float*>(c.data)[i];
-  if (!std::isfinite(s) || !(s > 0.0f)) throw NoMatch{"scale is not a positive finite number"};
-  return s;
-}
-
-int32_t ReadZeroPoint8(const Constant& c, size_t i) {
-  if (c.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) return static_cast<const uint8_t*>(c.data)[i];
-  if (c.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return static_cast<const int8_t*>(c.data)[i];
-  throw NoMatch{"zero point is not 8-bit"};
-}
-
-bool Is8Bit(ONNXTensorElementDataType t) {
-  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
-}
-
-bool IsFp8(ONNXTensorElementDataType t) {
-  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2;
-}
-
-// FP8 zero points must be +0 or -0 (ONNX allows only zero for float8 zero points).
-void RequireZeroFp8(const Constant& z) {
-  for (size_t i = 0; i < z.count; ++i)
-    if ((static_cast<const uint8_t*>(z.data)[i] & 0x7F) != 0) throw NoMatch{"FP8 zero point is not zero"};
-}
-
-// Per-tensor scale / zero point of a Q or DQ node on an activation.
-void ReadPerTensorParams(const Ort::ConstNode& node, ONNXTensorElementDataType quantized_type, float* scale,
-                         int32_t* zero_point) {
-  const auto inputs = node.GetInputs();
-  if (inputs.size() < 2) throw NoMatch{"Q/DQ without a scale"};
-  if (IntAttr(node, "block_size", 0) != 0) throw NoMatch{"blocked Q/DQ"};
-  const Constant s = ReadConstant(inputs[1], "activation scale is not a constant");
-  if (s.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !IsScalarLike(s))
-    throw NoMatch{"activation scale is not a float scalar"};
-  *scale = ReadPositiveFiniteScale(s, 0);
-  *zero_point = 0;
-  if (inputs.size() >= 3 && !IsNull(inputs[2])) {
-    const Constant z = ReadConstant(inputs[2], "activation zero point is not a constant");
-    if (!IsScalarLike(z) || z.type != quantized_type) throw NoMatch{"activation zero point is not an 8-bit scalar"};
-    if (IsFp8(quantized_type)) {
-      RequireZeroFp8(z);
-    } else {
-      *zero_point = ReadZeroPoint8(z, 0);
-    }
-  }
-}
+using qdq::Constant;
+using qdq::Is8Bit;
+using qdq::IsFp8;
+using qdq::IsScalarLike;
+using qdq::NoMatch;
+using qdq::ReadConstant;
+using qdq::ReadPositiveFiniteScale;
+using qdq::RequireZeroFp8;
 
 // Gemm attributes we can honour: alpha = beta = 1, transA = 0 (transB is handled by transposing the weight).
 bool ReadGemmAttrs(const Ort::ConstNode& gemm, bool* trans_b) {
@@ -180,36 +115,19 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
     spec.input_kind = QdqMatMulSpec::InputKind::kFloatWeightOnly;
     spec.input_name = mm_inputs[0].GetName();
   } else {
-    const auto dqx_inputs = dq_x.GetInputs();
-    if (dqx_inputs.empty()) throw NoMatch{"activation DQ without input"};
-    const ONNXTensorElementDataType act_type = ElementType(dqx_inputs[0]);
-    if (IsFp8(spec.weight_type) ? !IsFp8(act_type) : !Is8Bit(act_type))
+    const qdq::QuantizedInput in = qdq::MatchQuantizedInput(mm_inputs[0], matmul);
+    if (IsFp8(spec.weight_type) ? !IsFp8(in.type) : !Is8Bit(in.type))
       throw NoMatch{"activation type does not pair with the weight type (u8/s8 with int8, FP8 with FP8)"};
-    spec.activation_type = act_type;
-    spec.activation_signed = act_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
-    ReadPerTensorParams(dq_x, act_type, &spec.activation_scale, &spec.activation_zero_point);
-
-    if (OnlyConsumedBy(mm_inputs[0], matmul)) {
-      nodes.push_back(dq_x);
-      const Ort::ConstNode q_x = Producer(dqx_inputs[0]);
-      if (IsOp(q_x, "QuantizeLinear") && OnlyConsumedBy(dqx_inputs[0], dq_x) && !q_x.GetInputs().empty() &&
-          ElementType(q_x.GetInputs()[0]) == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
-          !graph::HasAttr(q_x, "precision") && IntAttr(q_x, "saturate", 1) == 1) {
-        ReadPerTensorParams(q_x, act_type, &spec.quantize_scale, &spec.quantize_zero_point);
-        nodes.push_back(q_x);
-        spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
-        spec.input_name = q_x.GetInputs()[0].GetName();
-      } else {
-        spec.input_kind = QdqMatMulSpec::InputKind::kQuantized;
-        spec.input_name = dqx_inputs[0].GetName();
-      }
-    } else {
-      // Shared DQ: take its float output and re-quantize with its own parameters (exact, see header).
-      spec.input_kind = QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
-      spec.quantize_scale = spec.activation_scale;
-      spec.quantize_zero_point = spec.activation_zero_point;
-      spec.input_name = mm_inputs[0].GetName();
-    }
+    spec.activation_type = in.type;
+    spec.activation_signed = in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+    spec.activation_scale = in.dequantize_scale;
+    spec.activation_zero_point = in.dequantize_zero_point;
+    spec.quantize_scale = in.quantize_scale;
+    spec.quantize_zero_point = in.quantize_zero_point;
+    spec.input_kind = in.kind == qdq::QuantizedInput::Kind::kQuantized ? QdqMatMulSpec::InputKind::kQuantized
+                                                                       : QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
+    spec.input_name = in.input_name;
+    nodes.insert(nodes.end(), in.nodes.begin(), in.nodes.end());
   }
   nodes.push_back(dq_w);
   nodes.push_back(matmul);

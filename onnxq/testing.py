@@ -197,6 +197,44 @@ def fp8_qdq_matmul_model(
     return _model(graph)
 
 
+def qdq_act_matmul_model(
+    shape_a: Sequence[int],
+    shape_b: Sequence[int],
+    *,
+    fmt: str = "u8",
+    seed: int = 0,
+    include_quantize: bool = True,
+) -> onnx.ModelProto:
+    """Activation x activation MatMul with both inputs through Q -> DQ (per-tensor): ``fmt`` is u8, s8, e4m3fn or
+    e5m2. ``include_quantize=False`` makes the model take both quantized tensors as inputs."""
+    rng = np.random.default_rng(seed)
+    inits, nodes, inputs = [], [], []
+    for side, shape in (("a", shape_a), ("b", shape_b)):
+        inits.append(numpy_helper.from_array(np.array(rng.uniform(0.02, 0.06), np.float32), f"{side}_scale"))
+        if fmt in FP8_TYPES:
+            inits.append(fp8_tensor(np.zeros((), np.float32), f"{side}_zp", fmt))
+            qtype = FP8_TYPES[fmt]
+        else:
+            zp = int(rng.integers(-10, 10)) if fmt == "s8" else int(rng.integers(100, 150))
+            inits.append(numpy_helper.from_array(np.array(zp, np.int8 if fmt == "s8" else np.uint8), f"{side}_zp"))
+            qtype = TensorProto.INT8 if fmt == "s8" else TensorProto.UINT8
+        params = [f"{side}_scale", f"{side}_zp"]
+        if include_quantize:
+            inputs.append(helper.make_tensor_value_info(side, TensorProto.FLOAT, list(shape)))
+            nodes.append(helper.make_node("QuantizeLinear", [side, *params], [f"{side}_q"], name=f"quant_{side}"))
+        else:
+            inputs.append(helper.make_tensor_value_info(f"{side}_q", qtype, list(shape)))
+        nodes.append(
+            helper.make_node("DequantizeLinear", [f"{side}_q", *params], [f"{side}_dq"], name=f"dequant_{side}")
+        )
+    nodes.append(helper.make_node("MatMul", ["a_dq", "b_dq"], ["y"], name="matmul"))
+    out_rank = max(len(shape_a), len(shape_b))
+    graph = helper.make_graph(nodes, "qdq_act_matmul", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * out_rank)],
+                              initializer=inits)
+    return _model(graph)
+
+
 # ---------------------------------------------------------------------------------------------- FP32 samples
 
 

@@ -9,6 +9,7 @@
 #include "ep_factory.h"
 #include "kernels/gemm_bf16_fp8w.h"
 #include "nodes/fp8_matmul_node.h"
+#include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
 #include "patterns/graph_utils.h"
 
@@ -75,27 +76,39 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
   Ort::ConstGraph graph{ort_graph};
   std::set<const OrtNode*> claimed;
   const bool fp8 = Fp8Claimable();
-  for (const Ort::ConstNode& node : graph.GetNodes()) {
-    if (!graph::IsOp(node, "MatMul") && !graph::IsOp(node, "Gemm")) continue;
-    std::string why_not;
-    std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, fp8, &why_not);
-    if (!spec) {
-      Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() + "' not claimed: " + why_not);
-      continue;
-    }
-    bool overlaps = false;
-    for (const OrtNode* n : spec->nodes) overlaps |= claimed.count(n) != 0;
-    if (overlaps) continue;
+  auto add_group = [&](const std::vector<const OrtNode*>& nodes) {
+    for (const OrtNode* n : nodes)
+      if (claimed.count(n) != 0) return false;
     OrtNodeFusionOptions options{};
     options.ort_version_supported = ORT_API_VERSION;
     options.drop_constant_initializers = true;  // weights are copied and prepacked at Compile
-    Ort::ThrowOnError(factory_.ep_api.EpGraphSupportInfo_AddNodesToFuse(support, spec->nodes.data(),
-                                                                        spec->nodes.size(), &options));
-    claimed.insert(spec->nodes.begin(), spec->nodes.end());
-    spec->nodes.clear();
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string key = spec->key;
-    pending_.insert_or_assign(key, std::move(*spec));
+    Ort::ThrowOnError(
+        factory_.ep_api.EpGraphSupportInfo_AddNodesToFuse(support, nodes.data(), nodes.size(), &options));
+    claimed.insert(nodes.begin(), nodes.end());
+    return true;
+  };
+  for (const Ort::ConstNode& node : graph.GetNodes()) {
+    if (!graph::IsOp(node, "MatMul") && !graph::IsOp(node, "Gemm")) continue;
+    std::string why_not;
+    if (std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, fp8, &why_not)) {
+      if (!add_group(spec->nodes)) continue;
+      spec->nodes.clear();
+      std::lock_guard<std::mutex> lock(mutex_);
+      const std::string key = spec->key;
+      pending_.insert_or_assign(key, std::move(*spec));
+      continue;
+    }
+    std::string why_not_act;
+    if (std::optional<QdqActMatMulSpec> act = MatchQdqActMatMul(node, fp8, &why_not_act)) {
+      if (!add_group(act->nodes)) continue;
+      act->nodes.clear();
+      std::lock_guard<std::mutex> lock(mutex_);
+      const std::string key = act->key;
+      pending_act_.insert_or_assign(key, std::move(*act));
+      continue;
+    }
+    Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() +
+                                       "' not claimed: " + why_not + "; as activation x activation: " + why_not_act);
   }
 }
 
@@ -122,26 +135,34 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
     for (const Ort::ConstNode& node : graph.GetNodes()) {
       if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm")) key = node.GetOutputs().at(0).GetName();
     }
-    QdqMatMulSpec spec;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = pending_.find(key);
-      if (it == pending_.end()) throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
-      spec = std::move(it->second);
-      pending_.erase(it);
-    }
     const auto fused_inputs = Ort::ConstNode{fused_nodes[i]}.GetInputs();
-    size_t input_index = fused_inputs.size();
-    for (size_t j = 0; j < fused_inputs.size(); ++j) {
-      if (!graph::IsNull(fused_inputs[j]) && fused_inputs[j].GetName() == spec.input_name) input_index = j;
-    }
-    if (input_index == fused_inputs.size())
-      throw std::runtime_error("fused node has no input named '" + spec.input_name + "'");
+    auto input_index = [&](const std::string& name) {
+      for (size_t j = 0; j < fused_inputs.size(); ++j)
+        if (!graph::IsNull(fused_inputs[j]) && fused_inputs[j].GetName() == name) return j;
+      throw std::runtime_error("fused node has no input named '" + name + "'");
+    };
     std::unique_ptr<CompiledNode> node;
-    if (spec.is_fp8())
-      node = std::make_unique<Fp8MatMulNode>(spec, input_index, pool_.get());
-    else
-      node = std::make_unique<QdqMatMulNode>(spec, input_index, pool_.get());
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (auto it = pending_.find(key); it != pending_.end()) {
+        QdqMatMulSpec spec = std::move(it->second);
+        pending_.erase(it);
+        lock.unlock();
+        const size_t idx = input_index(spec.input_name);
+        if (spec.is_fp8())
+          node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());
+        else
+          node = std::make_unique<QdqMatMulNode>(spec, idx, pool_.get());
+      } else if (auto it2 = pending_act_.find(key); it2 != pending_act_.end()) {
+        QdqActMatMulSpec spec = std::move(it2->second);
+        pending_act_.erase(it2);
+        lock.unlock();
+        node = std::make_unique<QdqActMatMulNode>(spec, input_index(spec.a.input_name), input_index(spec.b.input_name),
+                                                  pool_.get());
+      } else {
+        throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
+      }
+    }
     Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + ", " +
                                        std::to_string(pool_->num_threads()) + " threads");
     infos[i] = new QdqMatMulComputeInfo(std::move(node));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ort_api.h"
+#include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
 #include "runtime/thread_pool.h"
 
@@ -42,6 +43,7 @@ class OnnxqEp : public OrtEp {
   // Specs found by GetCapability, keyed by MatMul output name, consumed by Compile.
   std::mutex mutex_;
   std::map<std::string, QdqMatMulSpec> pending_;
+  std::map<std::string, QdqActMatMulSpec> pending_act_;
   std::unique_ptr<ThreadPool> pool_;
 };
 

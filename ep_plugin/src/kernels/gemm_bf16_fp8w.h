@@ -48,13 +48,23 @@ struct GemmBf16Fp8Args {
 using GemmBf16Fp8Fn = void (*)(const GemmBf16Fp8Args& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
                                int64_t n_end);
 
+// Same product with B already widened to bf16 and packed per call (activation x activation MatMuls): `panels` is
+// [ceil(N/64)][k_padded/2][64 columns][2 K] bf16, as PackBf16Panels writes it; args.B carries only K, N, k_padded.
+using GemmBf16PanelsFn = void (*)(const GemmBf16Fp8Args& args, const uint16_t* panels, int64_t m_begin,
+                                  int64_t m_end, int64_t n_begin, int64_t n_end);
+
 struct GemmBf16Fp8Kernel {
   const char* name;
   WeightLayoutFp8 layout;
   int64_t panel_width;
   int64_t m_step;
   GemmBf16Fp8Fn compute;
+  GemmBf16PanelsFn compute_bf16_panels;
 };
+
+// b is K x N bf16 with leading dimension ldb; out has Bf16PanelsSize(K, N) elements (pad rows/columns are +0).
+size_t Bf16PanelsSize(int64_t K, int64_t N);
+void PackBf16Panels(const uint16_t* b, int64_t K, int64_t N, int64_t ldb, uint16_t* out);
 
 std::vector<const GemmBf16Fp8Kernel*> AvailableGemmBf16Fp8Kernels();  // best first; "ref" always last
 const GemmBf16Fp8Kernel& SelectGemmBf16Fp8Kernel();                    // ONNXQ_FP8_KERNEL=<name> forces one

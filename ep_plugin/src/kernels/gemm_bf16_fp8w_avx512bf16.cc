@@ -182,7 +182,19 @@ void ComputeAvx512(const GemmBf16Fp8Args& a, int64_t m_begin, int64_t m_end, int
   }
 }
 
-const GemmBf16Fp8Kernel kAvx512{"avx512bf16", WeightLayoutFp8::kPanelsK2N64Permuted, kNR, kMR, ComputeAvx512};
+void ComputeBf16PanelsAvx512(const GemmBf16Fp8Args& a, const uint16_t* panels, int64_t m_begin, int64_t m_end,
+                             int64_t n_begin, int64_t n_end) {
+  const int64_t pairs = a.B->k_padded / 2;
+  const Tables unused{};
+  for (int64_t panel = n_begin / kNR; panel * kNR < n_end; ++panel)
+    for (int64_t m = m_begin; m < m_end; m += kMR) {
+      const int rows = static_cast<int>(m_end - m < kMR ? m_end - m : kMR);
+      Tile<true>(a, nullptr, panels + panel * pairs * 128, unused, m, rows, panel, n_end);
+    }
+}
+
+const GemmBf16Fp8Kernel kAvx512{"avx512bf16", WeightLayoutFp8::kPanelsK2N64Permuted, kNR, kMR, ComputeAvx512,
+                                ComputeBf16PanelsAvx512};
 
 }  // namespace
 

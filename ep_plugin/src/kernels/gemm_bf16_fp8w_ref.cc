@@ -26,7 +26,23 @@ void ComputeRef(const GemmBf16Fp8Args& a, int64_t m_begin, int64_t m_end, int64_
   }
 }
 
-const GemmBf16Fp8Kernel kRef{"ref", WeightLayoutFp8::kRowMajorKN, 1, 1, ComputeRef};
+void ComputeBf16PanelsRef(const GemmBf16Fp8Args& a, const uint16_t* panels, int64_t m_begin, int64_t m_end,
+                          int64_t n_begin, int64_t n_end) {
+  const int64_t K = a.B->K, pairs = (K + 1) / 2;
+  for (int64_t m = m_begin; m < m_end; ++m)
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const uint16_t w = panels[(((n / 64) * pairs + k / 2) * 64 + n % 64) * 2 + k % 2];
+        acc += Bf16ToFloat(a.A[m * a.lda + k]) * Bf16ToFloat(w);
+      }
+      float v = acc * a.scale[n];
+      if (a.bias != nullptr) v += a.bias[n];
+      a.C[m * a.ldc + n] = v;
+    }
+}
+
+const GemmBf16Fp8Kernel kRef{"ref", WeightLayoutFp8::kRowMajorKN, 1, 1, ComputeRef, ComputeBf16PanelsRef};
 
 }  // namespace
 
@@ -58,6 +74,25 @@ const GemmBf16Fp8Kernel& SelectGemmBf16Fp8Kernel() {
     return *k;
   }
   return *AvailableGemmBf16Fp8Kernels().front();
+}
+
+size_t Bf16PanelsSize(int64_t K, int64_t N) {
+  return static_cast<size_t>((N + 63) / 64 * ((K + 1) / 2) * 128);
+}
+
+void PackBf16Panels(const uint16_t* b, int64_t K, int64_t N, int64_t ldb, uint16_t* out) {
+  const int64_t pairs = (K + 1) / 2, panels = (N + 63) / 64;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t g = 0; g < pairs; ++g) {
+      uint16_t* dst = out + (p * pairs + g) * 128;
+      for (int64_t c = 0; c < 64; ++c) {
+        const int64_t n = p * 64 + c;
+        for (int64_t j = 0; j < 2; ++j) {
+          const int64_t k = 2 * g + j;
+          dst[c * 2 + j] = (n < N && k < K) ? b[k * ldb + n] : 0;
+        }
+      }
+    }
 }
 
 PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_t K, int64_t N, Fp8Format format) {

@@ -1,0 +1,231 @@
+#include "nodes/qdq_act_matmul_node.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/parallel_gemm.h"
+
+namespace onnxq {
+namespace {
+
+kernels::Fp8Format FormatOf(ONNXTensorElementDataType t) {
+  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2 ? kernels::Fp8Format::kE5M2 : kernels::Fp8Format::kE4M3FN;
+}
+
+QdqActMatMulNode::Side MakeSide(const qdq::QuantizedInput& in, size_t index) {
+  QdqActMatMulNode::Side s;
+  s.input_index = index;
+  s.kind = in.kind;
+  s.is_signed = in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  const int32_t shift = s.is_signed ? 128 : 0;
+  s.quantize_scale = in.quantize_scale;
+  s.quantize_zero_point_u8 = in.quantize_zero_point + shift;
+  s.zero_point_u8 = in.dequantize_zero_point + shift;
+  if (qdq::IsFp8(in.type)) {
+    s.format = FormatOf(in.type);
+    for (int i = 0; i < 256; ++i)
+      s.fp8_to_bf16[i] = kernels::FloatToBf16(kernels::Fp8ToFloat(static_cast<uint8_t>(i), s.format));
+  }
+  return s;
+}
+
+// Numpy-style broadcast of the batch dimensions (all but the last two).
+std::vector<int64_t> BroadcastBatch(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  const size_t na = a.size() - 2, nb = b.size() - 2, n = std::max(na, nb);
+  std::vector<int64_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i + na >= n ? a[i + na - n] : 1;
+    const int64_t db = i + nb >= n ? b[i + nb - n] : 1;
+    if (da != db && da != 1 && db != 1)
+      throw std::runtime_error("MatMul batch dimensions do not broadcast: " + std::to_string(da) + " vs " +
+                               std::to_string(db));
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+// Index of output batch `p` in an operand with batch dims `dims` (broadcast dims of size 1 repeat).
+int64_t OperandBatch(int64_t p, const std::vector<int64_t>& out_batch, const std::vector<int64_t>& shape) {
+  const size_t n = out_batch.size(), nd = shape.size() - 2;
+  int64_t index = 0, stride = 1;
+  for (size_t i = n; i-- > 0;) {
+    const int64_t coord = p % out_batch[i];
+    p /= out_batch[i];
+    if (i + nd >= n) {
+      const int64_t d = shape[i + nd - n];
+      index += (d == 1 ? 0 : coord) * stride;
+      stride *= d;
+    }
+  }
+  return index;
+}
+
+// u8-domain values of one operand (INT8 path), contiguous.
+void ToU8(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, kernels::QuantizeLinearU8Fn quantize,
+          size_t offset, size_t n, uint8_t* dst) {
+  const auto type = v.GetTensorTypeAndShapeInfo().GetElementType();
+  if (s.kind == qdq::QuantizedInput::Kind::kFloatQuantizeInKernel) {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
+    quantize(v.GetTensorData<float>() + offset, n, s.quantize_scale, s.quantize_zero_point_u8, dst);
+  } else if (s.is_signed) {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw std::runtime_error("expected an int8 input");
+    kernels::ShiftS8ToU8Ref(v.GetTensorData<int8_t>() + offset, n, dst);
+  } else {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) throw std::runtime_error("expected a uint8 input");
+    std::memcpy(dst, v.GetTensorData<uint8_t>() + offset, n);
+  }
+}
+
+// bf16 values of one operand (FP8 path), contiguous.
+void ToBf16(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, bool fast, size_t offset, size_t n,
+            uint16_t* dst) {
+  const auto type = v.GetTensorTypeAndShapeInfo().GetElementType();
+  if (s.kind == qdq::QuantizedInput::Kind::kFloatQuantizeInKernel) {
+    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
+    (fast ? kernels::QuantizeFp8ToBf16Avx512 : kernels::QuantizeFp8ToBf16Ref)(v.GetTensorData<float>() + offset, n,
+                                                                              s.quantize_scale, s.format, dst);
+  } else {
+    const uint8_t* src = static_cast<const uint8_t*>(v.GetTensorRawData()) + offset;
+    for (size_t i = 0; i < n; ++i) dst[i] = s.fp8_to_bf16[src[i]];
+  }
+}
+
+}  // namespace
+
+QdqActMatMulNode::QdqActMatMulNode(const QdqActMatMulSpec& spec, size_t a_index, size_t b_index, ThreadPool* pool)
+    : fp8_(spec.fp8),
+      a_(MakeSide(spec.a, a_index)),
+      b_(MakeSide(spec.b, b_index)),
+      scale_(spec.a.dequantize_scale * spec.b.dequantize_scale),
+      quantize_u8_(kernels::SelectQuantizeLinearU8()),
+      fast_fp8_convert_(kernels::HasFastGemmBf16Fp8Kernel()),
+      pool_(pool) {
+  if (fp8_)
+    fp8_kernel_ = &kernels::SelectGemmBf16Fp8Kernel();
+  else
+    int8_kernel_ = &kernels::SelectQGemmU8S8Kernel();
+}
+
+void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
+  Ort::KernelContext context(raw_context);
+  const size_t n_inputs = context.GetInputCount();
+  if (a_.input_index >= n_inputs || b_.input_index >= n_inputs) throw std::runtime_error("MatMul input missing");
+  Ort::ConstValue a = context.GetInput(a_.input_index);
+  Ort::ConstValue b = context.GetInput(b_.input_index);
+  const std::vector<int64_t> sa = a.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> sb = b.GetTensorTypeAndShapeInfo().GetShape();
+  if (sa.size() < 2 || sb.size() < 2) throw std::runtime_error("activation MatMul needs inputs of rank >= 2");
+  const int64_t M = sa[sa.size() - 2], K = sa.back(), N = sb.back();
+  if (sb[sb.size() - 2] != K)
+    throw std::runtime_error("MatMul inner dimensions differ: " + std::to_string(K) + " vs " +
+                             std::to_string(sb[sb.size() - 2]));
+  const std::vector<int64_t> batch = BroadcastBatch(sa, sb);
+  std::vector<int64_t> out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Ort::UnownedValue output = context.GetOutput(0, out_shape);
+  float* out = output.GetTensorMutableData<float>();
+  int64_t batches = 1;
+  for (int64_t d : batch) batches *= d;
+  if (batches == 0 || M == 0 || N == 0) return;
+  if (K == 0) {
+    std::fill(out, out + batches * M * N, 0.0f);
+    return;
+  }
+  if (fp8_)
+    ComputeFp8(a, b, batch, M, K, N, out);
+  else
+    ComputeInt8(a, b, batch, M, K, N, out);
+}
+
+void QdqActMatMulNode::ComputeInt8(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M,
+                                   int64_t K, int64_t N, float* out) const {
+  const std::vector<int64_t> sa = a.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> sb = b.GetTensorTypeAndShapeInfo().GetShape();
+  int64_t batches = 1;
+  for (int64_t d : batch) batches *= d;
+  const std::vector<float> scale(static_cast<size_t>(N), scale_);
+  const int8_t b_zero_point = static_cast<int8_t>(b_.zero_point_u8 - 128);
+  auto one = [&](int64_t p, ThreadPool* inner) {
+    const int64_t ia = OperandBatch(p, batch, sa), ib = OperandBatch(p, batch, sb);
+    const int64_t lda = kernels::RoundUpK(K);
+    thread_local std::vector<uint8_t> a_u8, b_u8;
+    thread_local std::vector<int8_t> b_s8;
+    a_u8.resize(static_cast<size_t>(M * lda));
+    for (int64_t m = 0; m < M; ++m)
+      ToU8(a_, a, quantize_u8_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K), a_u8.data() + m * lda);
+    b_u8.resize(static_cast<size_t>(K * N));
+    ToU8(b_, b, quantize_u8_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_u8.data());
+    b_s8.resize(b_u8.size());
+    for (size_t i = 0; i < b_u8.size(); ++i) b_s8[i] = static_cast<int8_t>(b_u8[i] ^ 0x80u);
+    const kernels::PackedWeightsS8 packed =
+        kernels::PackWeightsS8(int8_kernel_->layout, b_s8.data(), K, N, &b_zero_point, 1);
+    kernels::QGemmU8S8Args args;
+    args.M = M;
+    args.A = a_u8.data();
+    args.lda = lda;
+    args.a_zero_point = a_.zero_point_u8;
+    args.B = &packed;
+    args.epilogue.scale = scale.data();
+    args.C = out + p * M * N;
+    args.ldc = N;
+    kernels::ParallelGemm(inner, M, N, K, int8_kernel_->panel_width, int8_kernel_->m_step,
+                          [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                            int8_kernel_->compute(args, m0, m1, n0, n1);
+                          });
+  };
+  if (batches == 1 || pool_ == nullptr || pool_->num_threads() == 1) {
+    for (int64_t p = 0; p < batches; ++p) one(p, pool_);
+  } else {
+    pool_->ParallelFor(static_cast<size_t>(batches), [&](size_t p) { one(static_cast<int64_t>(p), nullptr); });
+  }
+}
+
+void QdqActMatMulNode::ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M,
+                                  int64_t K, int64_t N, float* out) const {
+  const std::vector<int64_t> sa = a.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> sb = b.GetTensorTypeAndShapeInfo().GetShape();
+  int64_t batches = 1;
+  for (int64_t d : batch) batches *= d;
+  const std::vector<float> scale(static_cast<size_t>(N), scale_);
+  kernels::PackedWeightsFp8 header;  // shape only: B arrives packed as bf16 panels
+  header.K = K;
+  header.N = N;
+  header.k_padded = (K + 1) / 2 * 2;
+  auto one = [&](int64_t p, ThreadPool* inner) {
+    const int64_t ia = OperandBatch(p, batch, sa), ib = OperandBatch(p, batch, sb);
+    const int64_t lda = header.k_padded;
+    thread_local std::vector<uint16_t> a_bf16, b_bf16, panels;
+    a_bf16.resize(static_cast<size_t>(M * lda));
+    for (int64_t m = 0; m < M; ++m) {
+      ToBf16(a_, a, fast_fp8_convert_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
+             a_bf16.data() + m * lda);
+      if (lda > K) a_bf16[m * lda + K] = 0;
+    }
+    b_bf16.resize(static_cast<size_t>(K * N));
+    ToBf16(b_, b, fast_fp8_convert_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_bf16.data());
+    panels.resize(kernels::Bf16PanelsSize(K, N));
+    kernels::PackBf16Panels(b_bf16.data(), K, N, N, panels.data());
+    kernels::GemmBf16Fp8Args args;
+    args.M = M;
+    args.A = a_bf16.data();
+    args.lda = lda;
+    args.B = &header;
+    args.scale = scale.data();
+    args.C = out + p * M * N;
+    args.ldc = N;
+    const uint16_t* pp = panels.data();
+    kernels::ParallelGemm(inner, M, N, K, 64, fp8_kernel_->m_step, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+      fp8_kernel_->compute_bf16_panels(args, pp, m0, m1, n0, n1);
+    });
+  };
+  if (batches == 1 || pool_ == nullptr || pool_->num_threads() == 1) {
+    for (int64_t p = 0; p < batches; ++p) one(p, pool_);
+  } else {
+    pool_->ParallelFor(static_cast<size_t>(batches), [&](size_t p) { one(static_cast<int64_t>(p), nullptr); });
+  }
+}
+
+}  // namespace onnxq

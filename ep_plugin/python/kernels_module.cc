@@ -54,8 +54,8 @@ class PackedQGemmU8S8 {
 
   py::array_t<float> Run(CArray<uint8_t> a, int32_t a_zero_point) {
     if (a.ndim() != 2 || a.shape(1) != packed_.K) throw std::invalid_argument("a must be M x K");
-    const int64_t M = a.shape(0), K = packed_.K, N = packed_.N, lda = RoundUpK(K);
-    std::vector<uint8_t> padded(static_cast<size_t>(M * lda), 0);
+    const int64_t M = a.shape(0), K = packed_.K, N = packed_.N, lda = RoundUp(K, kernel_->k_align);
+    std::vector<uint8_t> padded(static_cast<size_t>(RoundUp(M, kernel_->m_align) * lda), 0);
     for (int64_t m = 0; m < M; ++m) std::memcpy(padded.data() + m * lda, a.data() + m * K, static_cast<size_t>(K));
     py::array_t<float> c({M, N});
     QGemmU8S8Args args;
@@ -78,8 +78,8 @@ class PackedQGemmU8S8 {
   // Timing loop in C++ (no Python overhead per call): returns seconds per call for each of `reps` calls.
   std::vector<double> Time(CArray<uint8_t> a, int32_t a_zero_point, int reps) {
     if (a.ndim() != 2 || a.shape(1) != packed_.K) throw std::invalid_argument("a must be M x K");
-    const int64_t M = a.shape(0), K = packed_.K, N = packed_.N, lda = RoundUpK(K);
-    std::vector<uint8_t> padded(static_cast<size_t>(M * lda), 0);
+    const int64_t M = a.shape(0), K = packed_.K, N = packed_.N, lda = RoundUp(K, kernel_->k_align);
+    std::vector<uint8_t> padded(static_cast<size_t>(RoundUp(M, kernel_->m_align) * lda), 0);
     for (int64_t m = 0; m < M; ++m) std::memcpy(padded.data() + m * lda, a.data() + m * K, static_cast<size_t>(K));
     std::vector<float> c(static_cast<size_t>(M * N));
     QGemmU8S8Args args;
@@ -168,7 +168,8 @@ class PackedGemmBf16Fp8 {
   std::vector<uint16_t> Pad(const CArray<uint16_t>& a) const {
     if (a.ndim() != 2 || a.shape(1) != packed_.K) throw std::invalid_argument("a must be M x K (bf16 bits as uint16)");
     const int64_t M = a.shape(0), K = packed_.K, lda = packed_.k_padded;
-    std::vector<uint16_t> padded(static_cast<size_t>(M * lda), 0);
+    const int64_t rows = (M + kernel_->m_align - 1) / kernel_->m_align * kernel_->m_align;
+    std::vector<uint16_t> padded(static_cast<size_t>(rows * lda), 0);
     for (int64_t m = 0; m < M; ++m) std::memcpy(padded.data() + m * lda, a.data() + m * K, static_cast<size_t>(K) * 2);
     return padded;
   }

@@ -10,6 +10,7 @@
 //
 //   gemm_bf16_fp8w_ref.cc        scalar reference, row-major weights
 //   gemm_bf16_fp8w_avx512bf16.cc AVX512-BF16 + VBMI: 6 x 64 tile
+//   gemm_bf16_fp8w_amx.cc        AMX-BF16: tdpbf16ps on 2 x 2 tiles (32 x 32 per step) over each widened panel
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,6 +23,7 @@ namespace onnxq::kernels {
 enum class WeightLayoutFp8 {
   kRowMajorKN,          // W[k * N + n]                                              (reference)
   kPanelsK2N64Permuted, // [N/64][K/2][2 chunks x 64 bytes], bytes ordered for the unpack after vpermi2b
+  kPanelsK2N64PermutedAmx,  // the same, K padded to 32 (whole 16-pair B tiles)
 };
 
 struct PackedWeightsFp8 {
@@ -60,6 +62,7 @@ struct GemmBf16Fp8Kernel {
   int64_t m_step;
   GemmBf16Fp8Fn compute;
   GemmBf16PanelsFn compute_bf16_panels;
+  int64_t m_align = 1;  // activation rows are read in blocks of m_align rows (A buffers are sized for it)
 };
 
 // b is K x N bf16 with leading dimension ldb; out has Bf16PanelsSize(K, N) elements (pad rows/columns are +0).
@@ -76,5 +79,6 @@ PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_
 
 const GemmBf16Fp8Kernel& GemmBf16Fp8RefKernel();
 const GemmBf16Fp8Kernel* GemmBf16Fp8Avx512Kernel();
+const GemmBf16Fp8Kernel* GemmBf16Fp8AmxKernel();  // null unless compiled in and the OS grants AMX tile state
 
 }  // namespace onnxq::kernels

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/fp8_widen_avx512.h"
 #include "kernels/gemm_bf16_fp8w.h"
 
 namespace onnxq::kernels {
@@ -15,26 +16,6 @@ namespace {
 
 constexpr int kNR = 64;
 constexpr int kMR = 6;
-
-struct Tables {
-  __m512i lo_a, lo_b, hi_a, hi_b;
-};
-
-Tables LoadTables(Fp8Format f) {
-  const Fp8ToBf16Tables& t = GetFp8ToBf16Tables(f);
-  return {_mm512_load_si512(t.lo), _mm512_load_si512(t.lo + 64), _mm512_load_si512(t.hi),
-          _mm512_load_si512(t.hi + 64)};
-}
-
-// 64 FP8 bytes (laid out by PackWeightsFp8) -> two registers of 32 bf16 (16 columns x 2 K each).
-inline void Widen64(const uint8_t* p, const Tables& t, __m512i& w0, __m512i& w1) {
-  const __m512i bytes = _mm512_loadu_si512(p);
-  const __m512i lo = _mm512_permutex2var_epi8(t.lo_a, bytes, t.lo_b);  // index bits 6:0 select the magnitude
-  __m512i hi = _mm512_permutex2var_epi8(t.hi_a, bytes, t.hi_b);
-  hi = _mm512_ternarylogic_epi32(hi, bytes, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);  // hi | (bytes & sign)
-  w0 = _mm512_unpacklo_epi8(lo, hi);
-  w1 = _mm512_unpackhi_epi8(lo, hi);
-}
 
 inline __m512bh Pair(const uint16_t* p) {
   int32_t v;

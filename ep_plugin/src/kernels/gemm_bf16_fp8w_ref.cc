@@ -51,6 +51,8 @@ const GemmBf16Fp8Kernel& GemmBf16Fp8RefKernel() { return kRef; }
 std::vector<const GemmBf16Fp8Kernel*> AvailableGemmBf16Fp8Kernels() {
   const CpuFeatures& f = GetCpuFeatures();
   std::vector<const GemmBf16Fp8Kernel*> out;
+  if (f.amx_bf16 && f.avx512_bf16 && f.avx512_vbmi && GemmBf16Fp8AmxKernel() != nullptr)
+    out.push_back(GemmBf16Fp8AmxKernel());
   if (f.avx512_bf16 && f.avx512_vbmi && f.avx512bw && f.avx512vl && GemmBf16Fp8Avx512Kernel() != nullptr)
     out.push_back(GemmBf16Fp8Avx512Kernel());
   out.push_back(&kRef);
@@ -113,7 +115,7 @@ PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_
   // After vpermi2b + unpacklo/unpackhi, chunk byte (w/8)*16 + (w%8) lands in word w of the "lo" register and
   // byte (w/8)*16 + 8 + (w%8) in word w of the "hi" register; word w holds column w/2, K offset w%2.
   p.panel_width = 64;
-  p.k_padded = (K + 1) / 2 * 2;
+  p.k_padded = layout == WeightLayoutFp8::kPanelsK2N64PermutedAmx ? (K + 31) / 32 * 32 : (K + 1) / 2 * 2;
   const int64_t panels = (N + 63) / 64, pairs = p.k_padded / 2;
   p.data.Reset(static_cast<size_t>(panels * pairs * 128));  // zero bytes are +0.0 in both formats
   for (int64_t pn = 0; pn < panels; ++pn)

@@ -11,7 +11,8 @@
 //   qgemm_u8s8_avx2.cc         AVX2: u8/s8 widened to s16, vpmaddwd (exact; no vpmaddubsw saturation), 4 x 24 tile
 //   qgemm_u8s8_avx512vnni.cc   AVX512-VNNI: vpdpbusd, 6 x 64 register tile, 4-K groups
 // Weights are packed once (per variant layout) by PackWeightsS8; packing is scalar and lives in
-// qgemm_u8s8_pack.cc. Activations are read 4 bytes at a time: rows must be readable up to RoundUpK(K).
+// qgemm_u8s8_pack.cc. Activation buffers follow the variant's k_align / m_align (see QGemmU8S8Kernel).
+//   qgemm_u8s8_amx.cc          AMX-INT8: tdpbusd on 2 x 2 tiles of 16 x 16 int32 (32 rows x 32 columns per step)
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -24,11 +25,13 @@ namespace onnxq::kernels {
 constexpr int64_t kQGemmMaxK = 33025;
 
 inline int64_t RoundUpK(int64_t K) { return (K + 3) / 4 * 4; }
+inline int64_t RoundUp(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 enum class WeightLayoutS8 {
   kRowMajorKN,      // B[k * N + n]                                      (reference)
   kPanelsK2N24,     // [N/24 panels][K/2][24 cols][2 k]  s8              (AVX2)
   kPanelsK4N64,     // [N/64 panels][K/4][64 cols][4 k]  s8              (AVX512-VNNI)
+  kPanelsK4N64Amx,  // the same, K padded to 64 (whole 16-row B tiles)    (AMX-INT8)
 };
 
 struct PackedWeightsS8 {
@@ -50,7 +53,9 @@ struct QGemmEpilogue {
 
 struct QGemmU8S8Args {
   int64_t M = 0;
-  const uint8_t* A = nullptr;  // M x K, leading dimension lda, rows readable up to RoundUpK(K)
+  // M x K, leading dimension lda >= RoundUp(K, k_align); rows readable up to RoundUp(M, m_align) (contents of pad
+  // bytes and rows do not matter: pad weights are zero and pad rows are never stored).
+  const uint8_t* A = nullptr;
   int64_t lda = 0;
   int32_t a_zero_point = 0;
   const PackedWeightsS8* B = nullptr;
@@ -69,6 +74,8 @@ struct QGemmU8S8Kernel {
   int64_t panel_width;  // column granularity of work splitting
   int64_t m_step;       // row granularity of work splitting that keeps the register tile full
   QGemmU8S8Fn compute;
+  int64_t k_align = 4;  // activation rows are read in chunks of k_align bytes
+  int64_t m_align = 1;  // activation rows are read in blocks of m_align rows
 };
 
 // The reference and every variant compiled in and supported by this CPU, best first.
@@ -85,5 +92,6 @@ PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K,
 const QGemmU8S8Kernel& QGemmU8S8RefKernel();
 const QGemmU8S8Kernel* QGemmU8S8Avx2Kernel();
 const QGemmU8S8Kernel* QGemmU8S8Avx512VnniKernel();
+const QGemmU8S8Kernel* QGemmU8S8AmxKernel();  // null unless compiled in and the OS grants AMX tile state
 
 }  // namespace onnxq::kernels

@@ -31,11 +31,13 @@ PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K,
       for (int64_t i = 0; i < K * N; ++i) p.data[i] = b[i];
       break;
     case WeightLayoutS8::kPanelsK2N24:
-    case WeightLayoutS8::kPanelsK4N64: {
+    case WeightLayoutS8::kPanelsK4N64:
+    case WeightLayoutS8::kPanelsK4N64Amx: {
       const int64_t kg = layout == WeightLayoutS8::kPanelsK2N24 ? 2 : 4;   // K values per group
       const int64_t nr = layout == WeightLayoutS8::kPanelsK2N24 ? 24 : 64;  // columns per panel
       p.panel_width = nr;
-      p.k_padded = RoundUpK(K);  // a multiple of 4 (so also of 2): the activation rows are padded alike
+      // K groups: 2 or 4; AMX wants whole 16-group B tiles
+      p.k_padded = layout == WeightLayoutS8::kPanelsK4N64Amx ? RoundUp(K, 64) : RoundUpK(K);
       const int64_t panels = (N + nr - 1) / nr;
       const int64_t groups = p.k_padded / kg;
       p.data.Reset(static_cast<size_t>(panels * groups * nr * kg));  // zero-filled: pad rows/cols stay 0

@@ -12,6 +12,7 @@ namespace onnxq::kernels {
 std::vector<const QGemmU8S8Kernel*> AvailableQGemmU8S8Kernels() {
   const CpuFeatures& f = GetCpuFeatures();
   std::vector<const QGemmU8S8Kernel*> out;
+  if (f.amx_int8 && f.avx512bw && f.avx512vl && QGemmU8S8AmxKernel() != nullptr) out.push_back(QGemmU8S8AmxKernel());
   if (f.avx512_vnni && f.avx512bw && f.avx512vl && QGemmU8S8Avx512VnniKernel() != nullptr)
     out.push_back(QGemmU8S8Avx512VnniKernel());
   if (f.avx2 && QGemmU8S8Avx2Kernel() != nullptr) out.push_back(QGemmU8S8Avx2Kernel());
@@ -31,7 +32,7 @@ const QGemmU8S8Kernel& SelectQGemmU8S8Kernel() {
     const QGemmU8S8Kernel* k = FindQGemmU8S8Kernel(forced);
     if (k == nullptr)
       throw std::invalid_argument(std::string("ONNXQ_QGEMM_KERNEL=") + forced +
-                                  " is not available on this CPU (try ref, avx2, avx512vnni)");
+                                  " is not available on this CPU (try ref, avx2, avx512vnni, amx)");
     return *k;
   }
   return *AvailableQGemmU8S8Kernels().front();

@@ -1,5 +1,6 @@
 #include "nodes/fp8_matmul_node.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -54,8 +55,9 @@ void Fp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
 
   // Activations as bf16 rows of k_padded (an odd K gets a +0 pad: the pad weight is 0, and 0 * garbage could be NaN).
   const int64_t lda = weights_.k_padded;
+  const int64_t rows = (M + kernel_->m_align - 1) / kernel_->m_align * kernel_->m_align;
   thread_local std::vector<uint16_t> a;
-  if (a.size() < static_cast<size_t>(M * lda)) a.resize(static_cast<size_t>(M * lda));
+  if (a.size() < static_cast<size_t>(rows * lda)) a.resize(static_cast<size_t>(rows * lda));
   const auto type = info.GetElementType();
   if (input_kind_ == QdqMatMulSpec::InputKind::kQuantized) {
     const uint8_t* src = static_cast<const uint8_t*>(input.GetTensorRawData());
@@ -76,7 +78,7 @@ void Fp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
     }
   }
   if (lda > K)
-    for (int64_t m = 0; m < M; ++m) a[m * lda + K] = 0;
+    for (int64_t m = 0; m < M; ++m) std::fill(a.begin() + m * lda + K, a.begin() + (m + 1) * lda, uint16_t{0});
 
   kernels::GemmBf16Fp8Args args;
   args.M = M;

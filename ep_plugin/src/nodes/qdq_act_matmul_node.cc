@@ -150,10 +150,10 @@ void QdqActMatMulNode::ComputeInt8(Ort::ConstValue a, Ort::ConstValue b, const s
   const int8_t b_zero_point = static_cast<int8_t>(b_.zero_point_u8 - 128);
   auto one = [&](int64_t p, ThreadPool* inner) {
     const int64_t ia = OperandBatch(p, batch, sa), ib = OperandBatch(p, batch, sb);
-    const int64_t lda = kernels::RoundUpK(K);
+    const int64_t lda = kernels::RoundUp(K, int8_kernel_->k_align);
     thread_local std::vector<uint8_t> a_u8, b_u8;
     thread_local std::vector<int8_t> b_s8;
-    a_u8.resize(static_cast<size_t>(M * lda));
+    a_u8.resize(static_cast<size_t>(kernels::RoundUp(M, int8_kernel_->m_align) * lda));
     for (int64_t m = 0; m < M; ++m)
       ToU8(a_, a, quantize_u8_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K), a_u8.data() + m * lda);
     b_u8.resize(static_cast<size_t>(K * N));

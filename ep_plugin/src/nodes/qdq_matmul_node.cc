@@ -51,9 +51,10 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
 
   // Activations in u8, rows padded to the kernels' K groups. Per-thread scratch: concurrent Run()s each use
   // their own calling thread's buffer, and steady-state runs allocate nothing.
-  const int64_t lda = kernels::RoundUpK(K);
+  const int64_t lda = kernels::RoundUp(K, kernel_->k_align);
+  const int64_t rows = kernels::RoundUp(M, kernel_->m_align);
   thread_local std::vector<uint8_t> a_u8;
-  if (a_u8.size() < static_cast<size_t>(M * lda)) a_u8.resize(static_cast<size_t>(M * lda));
+  if (a_u8.size() < static_cast<size_t>(rows * lda)) a_u8.resize(static_cast<size_t>(rows * lda));
   const auto type = info.GetElementType();
   if (input_kind_ == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");

@@ -1,0 +1,21 @@
+#include "kernels/amx.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kernels/cpu_features.h"
+
+namespace onnxq::kernels {
+
+bool AmxAvailable() {
+  static const bool granted = [] {
+    const CpuFeatures& f = GetCpuFeatures();
+    if (!f.amx_tile) return false;
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return granted;
+}
+
+}  // namespace onnxq::kernels

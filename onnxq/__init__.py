@@ -7,4 +7,12 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["QuantConfig", "__version__", "quantize"]
+
+
+def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime / graphsurgeon import)
+    if name in ("quantize", "QuantConfig"):
+        import onnxq.quantizer as q
+
+        return getattr(q, name)
+    raise AttributeError(f"module 'onnxq' has no attribute {name!r}")

@@ -1,0 +1,202 @@
+"""Compare a float model with its quantized version on the same data: per-layer SQNR and cosine (layers =
+the float model's node outputs that exist under the same name in the quantized one; the quantizer keeps
+them), and per model output SQNR, mean row cosine (rows along the last axis: one embedding / logit vector
+each) and max |error|. Streaming: a running sum per tensor, activations fetched in memory-bounded groups."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxq.calibration.data import model_inputs, validate_feed
+from onnxq.calibration.runner import TensorRunner
+from onnxq.errors import OnnxqError
+from onnxq.model_io import load_model
+
+DEFAULT_LAYER_OPS = ("MatMul", "Gemm", "Conv", "Gather", "Softmax", "LayerNormalization", "Add")
+
+
+@dataclass
+class TensorStats:
+    """Running sums for one tensor pair (reference r, quantized q)."""
+
+    rr: float = 0.0
+    ee: float = 0.0
+    rq: float = 0.0
+    qq: float = 0.0
+    max_abs_err: float = 0.0
+    row_cos_sum: float = 0.0
+    rows: int = 0
+    nonfinite: int = 0
+
+    def update(self, r: np.ndarray, q: np.ndarray) -> None:
+        r = np.asarray(r, np.float64)
+        q = np.asarray(q, np.float64)
+        if r.shape != q.shape:
+            raise OnnxqError(f"shapes differ between the models: {r.shape} vs {q.shape}")
+        bad = ~np.isfinite(q)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            q = np.where(bad, 0.0, q)
+        r = np.where(np.isfinite(r), r, 0.0)
+        e = q - r
+        self.rr += float(np.sum(r * r))
+        self.ee += float(np.sum(e * e))
+        self.rq += float(np.sum(r * q))
+        self.qq += float(np.sum(q * q))
+        if e.size:
+            self.max_abs_err = max(self.max_abs_err, float(np.max(np.abs(e))))
+        r2 = r.reshape(-1, r.shape[-1]) if r.ndim >= 1 and r.size else r.reshape(1, -1)
+        q2 = q.reshape(r2.shape)
+        nr, nq = np.linalg.norm(r2, axis=1), np.linalg.norm(q2, axis=1)
+        both = (nr > 0) & (nq > 0)
+        cos = np.where(both, np.sum(r2 * q2, axis=1) / np.where(both, nr * nq, 1.0), np.where(nr == nq, 1.0, 0.0))
+        self.row_cos_sum += float(cos.sum())
+        self.rows += int(cos.size)
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.nonfinite:
+            return -math.inf
+        if self.ee == 0:
+            return math.inf
+        if self.rr == 0:
+            return -math.inf
+        return 10.0 * math.log10(self.rr / self.ee)
+
+    @property
+    def cosine(self) -> float:
+        if self.nonfinite:
+            return 0.0
+        d = math.sqrt(self.rr * self.qq)
+        return self.rq / d if d > 0 else (1.0 if self.rr == self.qq else 0.0)
+
+    @property
+    def row_cosine(self) -> float:
+        return self.row_cos_sum / self.rows if self.rows and not self.nonfinite else 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"sqnr_db": _r(self.sqnr_db), "cosine": _r(self.cosine, 6), "row_cosine": _r(self.row_cosine, 6),
+                "max_abs_err": _r(self.max_abs_err, 6), "nonfinite": self.nonfinite}
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return round(x, nd) if math.isfinite(x) else x
+
+
+@dataclass
+class CompareReport:
+    reference: str
+    quantized: str
+    samples: int
+    outputs: dict[str, dict[str, float]]
+    layers: dict[str, dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return _jsonable(d)
+
+    @property
+    def mean_output_row_cosine(self) -> float:
+        vals = [o["row_cosine"] for o in self.outputs.values()]
+        return float(np.mean(vals)) if vals else 1.0
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _as_model(m: onnx.ModelProto | str | os.PathLike[str]) -> tuple[onnx.ModelProto, str]:
+    if isinstance(m, onnx.ModelProto):
+        return m, "<model>"
+    return load_model(m), os.fspath(m)
+
+
+def layer_tensors(reference: onnx.ModelProto, quantized: onnx.ModelProto,
+                  ops: Sequence[str] = DEFAULT_LAYER_OPS) -> dict[str, tuple[str, str]]:
+    """tensor name -> (node name, op type) of the reference's node outputs that the quantized model also has."""
+    qnames = {o for n in quantized.graph.node for o in n.output}
+    outputs = {o.name for o in reference.graph.output}
+    out = {}
+    for n in reference.graph.node:
+        if n.op_type in ops:
+            for o in n.output:
+                if o and o in qnames and o not in outputs:
+                    out[o] = (n.name, n.op_type)
+    return out
+
+
+def compare_models(reference: onnx.ModelProto | str | os.PathLike[str],
+                   quantized: onnx.ModelProto | str | os.PathLike[str],
+                   feeds: Iterable[tuple[str, Mapping[str, Any]]], *, layers: bool = True,
+                   layer_ops: Sequence[str] = DEFAULT_LAYER_OPS, memory_mb: float = 1024.0,
+                   max_samples: int | None = None, progress: Callable[[int], None] | None = None) -> CompareReport:
+    ref, ref_name = _as_model(reference)
+    qm, q_name = _as_model(quantized)
+    ref_inputs = model_inputs(ref)
+    q_in = {i.name for i in model_inputs(qm)}
+    if {i.name for i in ref_inputs} != q_in:
+        raise OnnxqError(f"the models take different inputs: {sorted(i.name for i in ref_inputs)} vs {sorted(q_in)}")
+    out_names = [o.name for o in ref.graph.output]
+    if out_names != [o.name for o in qm.graph.output]:
+        raise OnnxqError(f"the models have different outputs: {out_names} vs {[o.name for o in qm.graph.output]}")
+    lt = layer_tensors(ref, qm, layer_ops) if layers else {}
+    names = out_names + list(lt)
+    stats = {n: TensorStats() for n in names}
+    samples = 0
+    half = memory_mb / 2
+    with TensorRunner(ref, names, memory_mb=half) as rr, TensorRunner(qm, names, memory_mb=half) as qr:
+        for label, raw in feeds:
+            if max_samples is not None and samples >= max_samples:
+                break
+            feed = validate_feed(label, raw, ref_inputs)
+            try:
+                for group in rr.groups(names, feed):
+                    for n, a, b in zip(group, rr.run(group, feed), qr.run(group, feed), strict=True):
+                        stats[n].update(a, b)
+            except OnnxqError as e:
+                raise OnnxqError(f"{label}: {e}") from e
+            samples += 1
+            if progress:
+                progress(1)
+    if samples == 0:
+        raise OnnxqError("comparison data is empty: give at least one feed")
+    layer_rows = {}
+    for n, (node, op) in lt.items():
+        layer_rows[node if node not in layer_rows else f"{node}:{n}"] = {"tensor": n, "op": op, **stats[n].summary()}
+    return CompareReport(ref_name, q_name, samples, {n: stats[n].summary() for n in out_names}, layer_rows)
+
+
+def format_compare(r: CompareReport, top: int = 15) -> str:
+    lines = [f"reference {r.reference}", f"quantized {r.quantized}", f"samples   {r.samples}"]
+    for n, s in r.outputs.items():
+        lines.append(f"output    {n}: SQNR {s['sqnr_db']} dB, cosine {s['cosine']}, mean row cosine "
+                     f"{s['row_cosine']}, max |err| {s['max_abs_err']:.4g}"
+                     + (f", {s['nonfinite']} non-finite values" if s["nonfinite"] else ""))
+    if r.layers:
+        worst = sorted(r.layers.items(), key=lambda kv: _sortkey(kv[1]["sqnr_db"]))[:top]
+        lines.append(f"layers    {len(r.layers)} compared; lowest SQNR first (accumulated error up to that layer):")
+        for name, s in worst:
+            lines.append(f"  {s['sqnr_db']:>8} dB  cos {s['cosine']:.6f}  {s['op']:<18} {name}")
+    lines += [f"note      {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
+def _sortkey(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return -math.inf

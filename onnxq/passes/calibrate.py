@@ -1,0 +1,67 @@
+"""Calibrate: run the float model over the calibration feeds (stock onnxruntime, CPU provider, in memory) and
+stream every observed activation into a fixed-size histogram; then pick each tensor's range with the
+configured method. Memory is the histograms (128 KiB per tensor) plus one group of activations at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxq.calibration.data import model_inputs, validate_feed
+from onnxq.calibration.histogram import StreamingHistogram
+from onnxq.calibration.methods import RangeSpec, select_range
+from onnxq.calibration.runner import TensorRunner
+from onnxq.errors import OnnxqError
+from onnxq.quantizer.config import QuantConfig
+
+
+@dataclass
+class CalibrationResult:
+    histograms: dict[str, StreamingHistogram]
+    ranges: dict[str, tuple[float, float]]
+    samples: int
+    warnings: list[str] = field(default_factory=list)
+    feeds: list[dict[str, np.ndarray]] = field(default_factory=list)  # the first few, kept for the accuracy search
+
+
+def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[str, Mapping[str, Any]]],
+              config: QuantConfig, *, keep_feeds: int = 0,
+              progress: Callable[[int], None] | None = None) -> CalibrationResult:
+    inputs = model_inputs(model)
+    hists = {t: StreamingHistogram() for t in tensors}
+    kept: list[dict[str, np.ndarray]] = []
+    n = 0
+    with TensorRunner(model, tensors, memory_mb=config.calibration_memory_mb) as runner:
+        for label, raw in feeds:
+            if config.calibration_max_samples is not None and n >= config.calibration_max_samples:
+                break
+            feed = validate_feed(label, raw, inputs)
+            if len(kept) < keep_feeds:
+                kept.append(feed)
+            try:
+                for name, value in runner.iterate(feed, tensors):
+                    hists[name].update(value)
+            except OnnxqError as e:
+                raise OnnxqError(f"{label}: {e}") from e
+            n += 1
+            if progress:
+                progress(1)
+    if n == 0:
+        raise OnnxqError("calibration data is empty: give at least one feed (an .npz keyed by input name)")
+    spec = RangeSpec(config.activation_grid())
+    ranges: dict[str, tuple[float, float]] = {}
+    warnings: list[str] = []
+    for name, h in hists.items():
+        if h.nonfinite:
+            warnings.append(f"activation '{name}' had {h.nonfinite} NaN/infinite value(s) during calibration; "
+                            "its range uses the finite values only")
+        lo, hi = select_range(h, config.calibration_method, spec, percentile=config.percentile)
+        if h.n == 0 or max(abs(lo), abs(hi)) <= 1e-8:
+            warnings.append(f"activation '{name}' was constant 0 during calibration; it gets a safe scale "
+                            "(range +-1) instead of 0")
+        ranges[name] = (lo, hi)
+    return CalibrationResult(hists, ranges, n, warnings, kept)

@@ -1,0 +1,140 @@
+"""Insert Q/DQ (FP8 E4M3FN / E5M2 or INT8), in the layout the onnxq EP claims and stock onnxruntime runs.
+
+Weights: stored pre-quantized (1 byte each) — FP8 initializer, or int8 symmetric in [-127, 127] — feeding a
+``DequantizeLinear`` with per-output-channel float scales along the weight's output axis (MatMul ``[K, N]``:
+axis 1; Gemm ``transB=1`` ``[N, K]``: axis 0; Conv: axis 0; Gather tables: per row, axis 0) and a zero point of
+the weight's own type equal to 0. A weight shared by several nodes is quantized once (one initializer); every
+consumer gets its own ``DequantizeLinear`` (the EP wants a weight DQ that feeds only its MatMul).
+
+Activations: ``QuantizeLinear -> DequantizeLinear`` with one calibrated per-tensor scale; each consumer gets its
+own pair so the EP can fold Q + DQ into its kernel. FP8: ``saturate=1`` and an FP8 zero point 0; INT8: u8 with
+an asymmetric zero point (or s8 symmetric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ml_dtypes
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxq.passes.select_targets import QuantPlan
+from onnxq.quantizer.config import QuantConfig
+from onnxq.quantizer.numerics import (
+    FP8,
+    fp8_scale,
+    int8_symmetric_scale,
+    quantize_fp8,
+    quantize_int,
+    safe_amax,
+    uint8_asymmetric_params,
+)
+
+_ML_FP8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
+
+
+class WeightCache:
+    """Quantized weights by (name, axis, granularity, format): reused across consumers and across the
+    variants the accuracy search builds."""
+
+    def __init__(self) -> None:
+        self._d: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, key: tuple, make) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        if key not in self._d:
+            self._d[key] = make()
+        return self._d[key]
+
+
+def quantize_weight(w: np.ndarray, axis: int | None, config: QuantConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(quantized values in their storage dtype, float32 scale: 1-D along ``axis`` or a scalar)."""
+    w = np.asarray(w, np.float32)
+    if axis is None:
+        amax = np.abs(w).max() if w.size else 0.0
+        bshape: tuple[int, ...] = ()
+    else:
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        amax = np.abs(w).max(axis=red) if w.size else np.zeros(w.shape[axis])
+        bshape = tuple(w.shape[axis] if i == axis else 1 for i in range(w.ndim))
+    if config.is_fp8:
+        spec = FP8[config.fp8_name]
+        scale = fp8_scale(amax, spec)
+        q = quantize_fp8(w, scale.reshape(bshape), spec).view(_ML_FP8[config.fp8_name])
+    else:
+        scale = int8_symmetric_scale(amax)
+        q = quantize_int(w, scale.reshape(bshape), 0, -127, 127, np.int8)
+    return q, np.asarray(scale, np.float32)
+
+
+def activation_params(lo: float, hi: float, config: QuantConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) for a per-tensor activation range."""
+    if config.is_fp8:
+        amax = max(abs(lo), abs(hi))
+        return np.asarray(fp8_scale(amax, FP8[config.fp8_name]), np.float32), np.zeros((), _ML_FP8[config.fp8_name])
+    if config.int8_symmetric_activations:
+        scale = int8_symmetric_scale(float(safe_amax(max(abs(lo), abs(hi)))))
+        return np.asarray(scale, np.float32), np.zeros((), np.int8)
+    s, z = uint8_asymmetric_params(lo, hi)
+    return np.asarray(s, np.float32), np.asarray(z, np.uint8)
+
+
+class _Names:
+    def __init__(self, graph: gs.Graph) -> None:
+        self.used = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+
+    def __call__(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used:
+            name = f"{base}_{i}"
+            i += 1
+        self.used.add(name)
+        return name
+
+
+def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
+               ranges: Mapping[str, tuple[float, float]], cache: WeightCache | None = None) -> gs.Graph:
+    cache = cache or WeightCache()
+    names = _Names(graph)
+    nodes = {n.name: n for n in graph.nodes}
+    per_channel = config.weight_granularity == "per-channel"
+    weight_consts: dict[tuple, tuple[gs.Constant, gs.Constant, gs.Constant]] = {}
+
+    for t in plan.weights:
+        node = nodes[t.node]
+        w = node.inputs[t.input_index]
+        axis = t.axis if per_channel else None
+        key = (t.weight, axis, config.format)
+        if key not in weight_consts:
+            q, s = cache.get(key, lambda w=w, axis=axis: quantize_weight(w.values, axis, config))
+            zp = np.zeros(s.shape, q.dtype)
+            weight_consts[key] = (gs.Constant(names(f"{t.weight}_quantized"), q),
+                                  gs.Constant(names(f"{t.weight}_scale"), s),
+                                  gs.Constant(names(f"{t.weight}_zero_point"), zp))
+        qc, sc, zc = weight_consts[key]
+        out = gs.Variable(names(f"{t.weight}_dequantized/{t.node}"), dtype=np.float32, shape=list(w.shape))
+        attrs = {"axis": int(axis)} if axis is not None else {}
+        graph.nodes.append(gs.Node("DequantizeLinear", names(f"{t.node}/{t.weight}/DequantizeLinear"), attrs,
+                                   inputs=[qc, sc, zc], outputs=[out]))
+        node.inputs[t.input_index] = out
+
+    act_consts: dict[str, tuple[gs.Constant, gs.Constant]] = {}
+    for a in plan.activations:
+        node = nodes[a.node]
+        x = node.inputs[a.input_index]
+        if a.tensor not in act_consts:
+            lo, hi = a.fixed_range if a.fixed_range is not None else ranges.get(a.tensor, (0.0, 0.0))
+            s, z = activation_params(lo, hi, config)
+            act_consts[a.tensor] = (gs.Constant(names(f"{a.tensor}_scale"), s),
+                                    gs.Constant(names(f"{a.tensor}_zero_point"), z))
+        sc, zc = act_consts[a.tensor]
+        q_attrs = {"saturate": 1} if config.is_fp8 else {}
+        xq = gs.Variable(names(f"{a.tensor}_quantized/{a.node}/{a.input_index}"), dtype=zc.values.dtype,
+                         shape=x.shape)
+        xdq = gs.Variable(names(f"{a.tensor}_dequantized/{a.node}/{a.input_index}"), dtype=np.float32, shape=x.shape)
+        graph.nodes.append(gs.Node("QuantizeLinear", names(f"{a.node}/{a.tensor}/QuantizeLinear"), q_attrs,
+                                   inputs=[x, sc, zc], outputs=[xq]))
+        graph.nodes.append(gs.Node("DequantizeLinear", names(f"{a.node}/{a.tensor}/DequantizeLinear"), {},
+                                   inputs=[xq, sc, zc], outputs=[xdq]))
+        node.inputs[a.input_index] = xdq
+    return graph

@@ -1,0 +1,163 @@
+"""Select targets: which weights to quantize (with their per-channel axis) and which activation inputs get
+Q -> DQ, and why anything was left out. Reads the graph only."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxq.quantizer.config import FIXED_RANGE_OPS, QuantConfig
+
+
+@dataclass(frozen=True)
+class WeightTarget:
+    node: str
+    op_type: str
+    input_index: int
+    weight: str
+    axis: int  # the output-channel axis of the weight tensor (per-channel scales run along it)
+
+
+@dataclass(frozen=True)
+class ActivationTarget:
+    node: str
+    op_type: str
+    input_index: int
+    tensor: str
+    fixed_range: tuple[float, float] | None = None
+
+
+@dataclass
+class QuantPlan:
+    weights: list[WeightTarget] = field(default_factory=list)
+    activations: list[ActivationTarget] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # node name -> why it stays float
+
+    @property
+    def layers(self) -> list[str]:
+        """Names of the nodes that get any quantization, in graph order."""
+        seen: dict[str, None] = {}
+        for t in [*self.weights, *self.activations]:
+            seen.setdefault(t.node, None)
+        return list(seen)
+
+    def activation_tensors(self) -> list[str]:
+        return list(dict.fromkeys(a.tensor for a in self.activations if a.fixed_range is None))
+
+    def without(self, nodes: set[str]) -> QuantPlan:
+        return QuantPlan([w for w in self.weights if w.node not in nodes],
+                         [a for a in self.activations if a.node not in nodes],
+                         {**self.skipped, **{n: "kept in float for accuracy" for n in nodes}})
+
+    def only(self, nodes: set[str]) -> QuantPlan:
+        return QuantPlan([w for w in self.weights if w.node in nodes],
+                         [a for a in self.activations if a.node in nodes], dict(self.skipped))
+
+
+def _is_float(t: gs.Tensor) -> bool:
+    dt = getattr(t, "dtype", None)
+    return dt is None or dt == np.float32
+
+
+def _is_float_const(t: gs.Tensor) -> bool:
+    return isinstance(t, gs.Constant) and t.dtype == np.float32
+
+
+def _is_activation(t: gs.Tensor) -> bool:
+    return isinstance(t, gs.Variable) and _is_float(t)
+
+
+def select_targets(graph: gs.Graph, config: QuantConfig) -> QuantPlan:
+    plan = QuantPlan()
+    patterns = [re.compile(p) for p in config.exclude]
+    extra = set(config.extra_activation_op_types)
+
+    def act(node: gs.Node, i: int) -> None:
+        t = node.inputs[i]
+        if not config.quantize_activations or not _is_activation(t):
+            return
+        fixed = None
+        if config.fixed_ranges and t.inputs and t.inputs[0].op in FIXED_RANGE_OPS:
+            fixed = FIXED_RANGE_OPS[t.inputs[0].op]
+        plan.activations.append(ActivationTarget(node.name, node.op, i, t.name, fixed))
+
+    for node in graph.nodes:
+        if node.domain not in ("", "ai.onnx", None):
+            continue
+        wanted = node.op in config.op_types or node.op in extra
+        if not wanted:
+            continue
+        if node.op in config.exclude_op_types:
+            plan.skipped[node.name] = f"op type {node.op} excluded"
+            continue
+        hit = next((p.pattern for p in patterns if p.fullmatch(node.name)), None)
+        if hit is not None:
+            plan.skipped[node.name] = f"excluded by pattern '{hit}'"
+            continue
+        if node.op not in config.op_types:  # wider coverage: activations only
+            for i, t in enumerate(node.inputs):
+                if isinstance(t, gs.Variable) and t.dtype == np.float32:
+                    act(node, i)
+            continue
+        reason = _select_node(node, config, plan, act)
+        if reason:
+            plan.skipped[node.name] = reason
+    return plan
+
+
+def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> str | None:  # type: ignore[no-untyped-def]
+    ins = node.inputs
+    if node.op == "MatMul":
+        if len(ins) != 2:
+            return "unexpected MatMul arity"
+        a, b = ins
+        if _is_float_const(b):
+            if b.values.ndim != 2:
+                return f"constant MatMul operand is {b.values.ndim}-D (only 2-D weights are quantized)"
+            if not np.all(np.isfinite(b.values)):
+                return "weight holds NaN or infinity; left in float"
+            plan.weights.append(WeightTarget(node.name, node.op, 1, b.name, 1))
+            act(node, 0)
+            return None
+        if isinstance(a, gs.Constant):
+            return "constant first operand (weight on the left) is not quantized"
+        if not config.activation_matmuls:
+            return "activation x activation MatMul (activation_matmuls=False)"
+        if not config.quantize_activations:
+            return "activation x activation MatMul in weight-only mode"
+        act(node, 0)
+        act(node, 1)
+        return None
+    if node.op == "Gemm":
+        if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim != 2:
+            return "Gemm weight is not a constant 2-D float tensor"
+        if node.attrs.get("transA", 0):
+            act_ok = False
+        else:
+            act_ok = True
+        if not np.all(np.isfinite(ins[1].values)):
+            return "weight holds NaN or infinity; left in float"
+        plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0 if node.attrs.get("transB", 0) else 1))
+        if act_ok:
+            act(node, 0)
+        return None
+    if node.op == "Conv":
+        if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim < 3:
+            return "Conv weight is not a constant float tensor"
+        if not np.all(np.isfinite(ins[1].values)):
+            return "weight holds NaN or infinity; left in float"
+        plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0))
+        act(node, 0)
+        return None
+    if node.op == "Gather":
+        data = ins[0] if ins else None
+        if data is None or not _is_float_const(data) or data.values.ndim != 2 or node.attrs.get("axis", 0) != 0:
+            return "Gather of something other than a constant 2-D float table along axis 0"
+        if not np.all(np.isfinite(data.values)):
+            return "table holds NaN or infinity; left in float"
+        plan.weights.append(WeightTarget(node.name, node.op, 0, data.name, 0))
+        return None
+    return f"op type {node.op} has no weight rule"

@@ -63,6 +63,10 @@ void Epilogue(const QGemmU8S8Args& a, const int32_t* acc /* 32 x 32, ld 32 */, c
 
 void ComputeAmx(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const PackedWeightsS8& B = *a.B;
+  if (m_end - m_begin < 16) {  // decode-sized row blocks: VNNI reads the same packing (K padded to 64 is also 4k)
+    QGemmU8S8Avx512VnniKernel()->compute(a, m_begin, m_end, n_begin, n_end);
+    return;
+  }
   static const TileConfig config = MakeConfig();
   _tile_loadconfig(&config);  // per thread: tile configuration is thread state
   std::vector<int32_t> row_sums;

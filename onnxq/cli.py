@@ -106,6 +106,121 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_list(items: Sequence[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in items or []:
+        out += [x.strip() for x in item.split(",") if x.strip()]
+    return tuple(out)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from onnxq.quantizer import RECIPES, QuantConfig, quantize
+
+    recipe = args.recipe or args.format or "fp8-e4m3"
+    if recipe not in RECIPES:
+        raise OnnxqError(f"unknown recipe '{recipe}'; choose from {', '.join(RECIPES)}")
+    overrides: dict[str, object] = {
+        "format": args.format,
+        "calibration_method": args.method,
+        "percentile": args.percentile,
+        "calibration_max_samples": args.max_samples,
+        "calibration_memory_mb": args.calib_memory_mb,
+        "accuracy_target": args.accuracy_target,
+        "accuracy_metric": args.accuracy_metric,
+        "accuracy_samples": args.accuracy_samples,
+    }
+    if args.per_tensor:
+        overrides["weight_granularity"] = "per-tensor"
+    if args.weight_only:
+        overrides["quantize_activations"] = False
+    if args.no_activation_matmuls:
+        overrides["activation_matmuls"] = False
+    if args.op_types:
+        overrides["op_types"] = _split_list(args.op_types)
+    if args.extra_op_types:
+        overrides["extra_activation_op_types"] = _split_list(args.extra_op_types)
+    if args.exclude:
+        overrides["exclude"] = _split_list(args.exclude)
+    if args.exclude_op_types:
+        overrides["exclude_op_types"] = _split_list(args.exclude_op_types)
+    if args.external_data:
+        overrides["external_data"] = True
+    cfg = QuantConfig.from_recipe(recipe, **overrides)
+    cfg.progress = not args.no_progress
+    if args.synthetic_calibration and args.data:
+        raise OnnxqError("give either --data or --synthetic-calibration, not both")
+    if args.synthetic_calibration:
+        print("onnxq: warning: SYNTHETIC calibration (random inputs): for speed work only, never for an accuracy "
+              "claim", file=sys.stderr)
+    data = list(args.data) if args.data else None
+    if data is not None and len(data) == 1:
+        data = data[0]
+    report = quantize(args.model, args.output, cfg, data, synthetic_samples=args.synthetic_calibration or 0,
+                      synthetic_dims=_parse_dims(args.dim))
+    print(format_quant_report(report))
+    if args.report:
+        _write_json(args.report, report.to_dict())
+    return 0
+
+
+def format_quant_report(r) -> str:  # type: ignore[no-untyped-def]
+    mb = 1 / 2**20
+    ratio = r.weight_bytes_after / r.weight_bytes_before if r.weight_bytes_before else 1.0
+    calib = ("none (weight-only)" if not r.calibration_samples else
+             f"{r.calibration_method}, {r.calibration_samples} batch(es)"
+             + (" SYNTHETIC - not for accuracy claims" if r.synthetic_calibration else ""))
+    lines = [f"wrote     {r.output}" if r.output else "wrote     (nothing: no output path)",
+             f"format    {r.format} (recipe {r.recipe})",
+             f"calibrate {calib}",
+             f"quantized {r.layers_quantized} layers: {r.weights_quantized} weights, "
+             f"{r.activations_quantized} activation inputs",
+             f"weights   {r.weight_bytes_before * mb:.2f} MiB -> {r.weight_bytes_after * mb:.2f} MiB ({ratio:.1%})"]
+    if r.accuracy_before is not None:
+        lines.append(f"accuracy  {r.config['accuracy_metric']} {r.accuracy_before:.6g} fully quantized -> "
+                     f"{r.accuracy_after:.6g} with {len(r.fallbacks)} layer(s) in float "
+                     f"(target {r.config['accuracy_target']:g})")
+        for f in r.fallbacks:
+            lines.append(f"  float   {f['layer']} ({f['op_type']}): {f['reason']}")
+    skipped = [(k, v) for k, v in r.skipped.items() if v != "kept in float for accuracy"]
+    if skipped:
+        lines.append(f"skipped   {len(skipped)} node(s) left in float, e.g.:")
+        lines += [f"  {k}: {v}" for k, v in skipped[:8]]
+    lines += [f"warning   {w}" for w in r.warnings]
+    lines += [f"note      {n}" for n in r.notes]
+    lines.append(f"time      {r.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from onnxq.calibration.data import iter_feeds, model_inputs, synthetic_feeds
+    from onnxq.compare import compare_models, format_compare
+    from onnxq.model_io import load_model
+
+    if not args.data and not args.synthetic:
+        raise OnnxqError("compare needs --data (.npz feeds) or --synthetic N (random inputs, labelled as such)")
+    ref = load_model(args.reference)
+    quant = load_model(args.quantized)
+    if args.data:
+        src = list(args.data) if len(args.data) > 1 else args.data[0]
+        feeds = iter_feeds(src)
+    else:
+        feeds = iter_feeds(synthetic_feeds(model_inputs(ref), args.synthetic, _parse_dims(args.dim)))
+    tick = None
+    if not args.no_progress:
+        from onnxq.quantizer.api import tqdm_progress
+
+        tick = tqdm_progress("comparing", args.max_samples)
+    report = compare_models(ref, quant, feeds, layers=not args.no_layers, max_samples=args.max_samples,
+                            memory_mb=args.memory_mb, progress=tick)
+    report.reference, report.quantized = args.reference, args.quantized
+    if args.synthetic:
+        report.notes.append("SYNTHETIC inputs: a smoke check, not an accuracy claim")
+    print(format_compare(report, top=args.top))
+    if args.json:
+        _write_json(args.json, report.to_dict())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnxq",
@@ -149,6 +264,85 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--passes", type=int, help="interleaved passes (default 7)")
     pb.add_argument("--quick", action="store_true", help="a small subset (M 1 and 128, 768x768, 3 passes)")
     pb.set_defaults(func=cmd_bench)
+
+    from onnxq.quantizer.config import FORMATS, RECIPES
+
+    pq = sub.add_parser(
+        "quantize", help="quantize a model to FP8 (E4M3FN / E5M2) or INT8 Q/DQ, calibrated on your data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Quantize IN.onnx and write OUT.onnx (atomically; IN is never modified). Weights are stored "
+        "pre-quantized (1 byte each, per-output-channel scales); activations get QuantizeLinear -> "
+        "DequantizeLinear with calibrated per-tensor scales. The output is standard ONNX (opset 21) that stock "
+        "onnxruntime runs and the onnxq EP accelerates.",
+        epilog="recipes (defaults that the options override):\n"
+        "  fp8-e4m3              FP8 E4M3FN weights + activations on MatMul/Gemm/Conv inputs (attention too),\n"
+        "                        embedding tables FP8; Softmax/LayerNorm/residuals float (default)\n"
+        "  fp8-e4m3-weight-only  FP8 weights only; activations stay float (no calibration data needed)\n"
+        "  fp8-e5m2, fp8-e5m2-weight-only   the same in E5M2\n"
+        "  fp8-e4m3-wide         also Q/DQ on the inputs of Add/Mul/Div/Sub/LayerNormalization (FP8 study)\n"
+        "  int8                  s8 per-channel weights x u8 per-tensor activations, percentile 99.999\n"
+        "  int8-conservative     int8 but attention's activation x activation MatMuls stay float\n\n"
+        "example:\n  onnxq quantize model.onnx -o model.fp8.onnx --format fp8-e4m3 --data calib/ --method mse")
+    pq.add_argument("model", help="input .onnx (external data beside it is read)")
+    pq.add_argument("-o", "--output", required=True, help="output .onnx (weights over 2 GiB go to OUT.data)")
+    pq.add_argument("--format", choices=FORMATS, help="numeric format (default: the recipe's; fp8-e4m3)")
+    pq.add_argument("--recipe", choices=list(RECIPES), help="named defaults (default: the --format's name)")
+    pq.add_argument("--data", nargs="+", metavar="NPZ|DIR",
+                    help="calibration data: .npz files (one feed dict each, arrays keyed by input name) or a "
+                    "directory of them")
+    pq.add_argument("--synthetic-calibration", type=int, metavar="N",
+                    help="calibrate on N batches of RANDOM inputs instead of --data: for speed work only, never "
+                    "for an accuracy claim (the report says so)")
+    pq.add_argument("--dim", action="append", default=[], metavar="NAME=INT",
+                    help="symbolic input dims for --synthetic-calibration, e.g. --dim batch=8 --dim seq=128")
+    pq.add_argument("--method", choices=("minmax", "percentile", "entropy", "mse"),
+                    help="activation calibration method (default: the recipe's)")
+    pq.add_argument("--percentile", type=float, help="percentile for --method percentile (default 99.999)")
+    pq.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration feeds")
+    pq.add_argument("--calib-memory-mb", type=float, metavar="MB",
+                    help="most activation bytes one calibration run may return (default 1024): tensors are split "
+                    "into groups when a batch's activations do not fit")
+    pq.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor (default per channel)")
+    pq.add_argument("--weight-only", action="store_true", help="quantize weights only (no calibration needed)")
+    pq.add_argument("--no-activation-matmuls", action="store_true",
+                    help="leave activation x activation MatMuls (attention scores / context) in float")
+    pq.add_argument("--op-types", action="append", metavar="OPS",
+                    help="ops to quantize, comma-separated (default MatMul,Gemm,Conv,Gather)")
+    pq.add_argument("--extra-op-types", action="append", metavar="OPS",
+                    help="also Q/DQ the float inputs of these ops, e.g. Add,Mul (wider coverage)")
+    pq.add_argument("--exclude", action="append", metavar="NAMES",
+                    help="node names or regular expressions (full match) to keep in float; repeatable or "
+                    "comma-separated, e.g. --exclude '/encoder/layer.0/.*'")
+    pq.add_argument("--exclude-op-types", action="append", metavar="OPS", help="op types to keep in float")
+    pq.add_argument("--accuracy-target", type=float, metavar="T",
+                    help="keep the most sensitive layers in float until the output fidelity on the calibration "
+                    "data reaches T (mean output cosine, e.g. 0.999; or dB with --accuracy-metric sqnr); the report "
+                    "lists which layers fell back and why")
+    pq.add_argument("--accuracy-metric", choices=("cosine", "sqnr"), help="metric for --accuracy-target")
+    pq.add_argument("--accuracy-samples", type=int, metavar="N", help="feeds used by the accuracy search (8)")
+    pq.add_argument("--external-data", action="store_true", help="write weights to OUT.onnx.data even when small")
+    pq.add_argument("--report", metavar="FILE", help="also write the quantization report as JSON")
+    pq.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    pq.set_defaults(func=cmd_quantize)
+
+    pc = sub.add_parser(
+        "compare", help="per-layer SQNR and output cosine of a quantized model against its float original",
+        description="Run REFERENCE (float) and QUANTIZED on the same data with stock onnxruntime and report, per "
+        "model output, SQNR (dB), cosine, mean row cosine (rows = last axis, e.g. one embedding each) and max "
+        "|error|; and per layer (tensors both models share by name: MatMul/Gemm/Conv/Gather/Softmax/LayerNorm/Add "
+        "outputs) the accumulated SQNR and cosine, lowest first.")
+    pc.add_argument("reference", help="the float .onnx")
+    pc.add_argument("quantized", help="the quantized .onnx")
+    pc.add_argument("--data", nargs="+", metavar="NPZ|DIR", help=".npz feeds (or a directory of them)")
+    pc.add_argument("--synthetic", type=int, metavar="N", help="N batches of random inputs (smoke check only)")
+    pc.add_argument("--dim", action="append", default=[], metavar="NAME=INT", help="symbolic dims for --synthetic")
+    pc.add_argument("--max-samples", type=int, metavar="N", help="use at most N feeds")
+    pc.add_argument("--memory-mb", type=float, default=1024.0, help="activation bytes per run, both models (1024)")
+    pc.add_argument("--no-layers", action="store_true", help="outputs only")
+    pc.add_argument("--top", type=int, default=15, help="layers to print (lowest SQNR first; JSON has all)")
+    pc.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    pc.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    pc.set_defaults(func=cmd_compare)
     return p
 
 

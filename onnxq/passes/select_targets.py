@@ -102,6 +102,8 @@ def select_targets(graph: gs.Graph, config: QuantConfig) -> QuantPlan:
                 if isinstance(t, gs.Variable) and t.dtype == np.float32:
                     act(node, i)
             continue
+        if node.op == "Gather" and not (node.inputs and _is_float_const(node.inputs[0])):
+            continue  # index / shape gathers: not a table, nothing to say
         reason = _select_node(node, config, plan, act)
         if reason:
             plan.skipped[node.name] = reason
@@ -134,10 +136,7 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
     if node.op == "Gemm":
         if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim != 2:
             return "Gemm weight is not a constant 2-D float tensor"
-        if node.attrs.get("transA", 0):
-            act_ok = False
-        else:
-            act_ok = True
+        act_ok = not node.attrs.get("transA", 0)
         if not np.all(np.isfinite(ins[1].values)):
             return "weight holds NaN or infinity; left in float"
         plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0 if node.attrs.get("transB", 0) else 1))

@@ -20,7 +20,7 @@ def tqdm_progress(desc: str, total: int | None) -> Callable[[int], None]:
     """A tqdm bar on stderr; returns its update function."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="batch" if desc == "calibrating" else "layer", file=sys.stderr,
+    bar = tqdm(total=total, desc=desc, unit="layer" if desc == "sensitivity" else "batch", file=sys.stderr,
                leave=False, dynamic_ncols=True)
     return bar.update
 

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "kernels/parallel_gemm.h"
 #include "kernels/qgemm_u8s8.h"
 #include "kernels/qgemm_u8s8_parallel.h"
+#include "kernels/spmm_u8s8.h"
 #include "kernels/quantize.h"
 
 namespace py = pybind11;
@@ -223,6 +225,85 @@ py::array_t<uint16_t> QuantizeFp8ToBf16Py(CArray<float> x, float scale, const st
   return y;
 }
 
+class PackedSpmmU8S8 {
+ public:
+  PackedSpmmU8S8(CArray<int8_t> values, CArray<int16_t> block_rows, CArray<int32_t> col_ptr, int64_t K, int64_t N,
+                 CArray<float> scale, std::optional<CArray<float>> bias, const std::string& kernel, int threads)
+      : kernel_(kernel.empty() ? (GetCpuFeatures().avx512_vnni ? "avx512vnni" : "ref") : kernel),
+        pool_(threads > 0 ? threads : 1) {
+    if (values.ndim() != 3) throw std::invalid_argument("values must be [nnzb, bk, bn]");
+    if (kernel_ != "ref" && kernel_ != "avx512vnni") throw std::invalid_argument("unknown spmm kernel " + kernel_);
+    if (kernel_ == "avx512vnni" && !GetCpuFeatures().avx512_vnni)
+      throw std::invalid_argument("avx512vnni is not available on this CPU");
+    sparse_ = MakeBlockSparseS8(values.data(), values.size(), block_rows.data(), block_rows.size(), col_ptr.data(),
+                                col_ptr.size(), K, N, values.shape(1), values.shape(2));
+    if (kernel_ == "avx512vnni" && (sparse_.bk != 4 || sparse_.bn != 1))
+      throw std::invalid_argument("the avx512vnni sparse kernel takes 4x1 blocks");
+    if (scale.size() != N) throw std::invalid_argument("scale must have N elements");
+    if (bias && bias->size() != N) throw std::invalid_argument("bias must have N elements");
+    scale_.assign(scale.data(), scale.data() + N);
+    if (bias) bias_.assign(bias->data(), bias->data() + N);
+  }
+  void Run(const SpmmU8S8Args& args, const uint8_t* a, int64_t M) {
+    std::vector<uint8_t> packed;
+    if (kernel_ == "avx512vnni") {
+      packed.resize(PackedTokensSize(M, sparse_.K));
+      PackTokensU8Avx512(a, M, sparse_.K, sparse_.K, packed.data());
+    }
+    const int64_t N = sparse_.N, bn = sparse_.bn;
+    const int threads = pool_.num_threads();
+    const int64_t chunk = ((N / bn + threads - 1) / threads) * bn;
+    pool_.ParallelFor(static_cast<size_t>(threads), [&](size_t t) {
+      const int64_t n0 = static_cast<int64_t>(t) * chunk, n1 = std::min(N, n0 + chunk);
+      if (n0 >= n1) return;
+      if (kernel_ == "avx512vnni")
+        SpmmU8S8_4x1_Avx512Vnni(args, packed.data(), n0, n1);
+      else
+        SpmmU8S8Ref(args, n0, n1);
+    });
+  }
+  SpmmU8S8Args Args(const uint8_t* a, int64_t M, int32_t a_zp, float* c) const {
+    SpmmU8S8Args args;
+    args.M = M;
+    args.A = a;
+    args.lda = sparse_.K;
+    args.a_zero_point = a_zp;
+    args.B = &sparse_;
+    args.epilogue.scale = scale_.data();
+    args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
+    args.C = c;
+    args.ldc = sparse_.N;
+    return args;
+  }
+  py::array_t<float> Call(CArray<uint8_t> a, int32_t a_zp) {
+    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K");
+    py::array_t<float> c({static_cast<int64_t>(a.shape(0)), sparse_.N});
+    const SpmmU8S8Args args = Args(a.data(), a.shape(0), a_zp, c.mutable_data());
+    py::gil_scoped_release release;
+    Run(args, a.data(), a.shape(0));
+    return c;
+  }
+  std::vector<double> Time(CArray<uint8_t> a, int32_t a_zp, int reps) {
+    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K");
+    std::vector<float> c(static_cast<size_t>(a.shape(0) * sparse_.N));
+    const SpmmU8S8Args args = Args(a.data(), a.shape(0), a_zp, c.data());
+    std::vector<double> out;
+    py::gil_scoped_release release;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Run(args, a.data(), a.shape(0));
+      out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return out;
+  }
+
+ private:
+  std::string kernel_;
+  onnxq::ThreadPool pool_;
+  BlockSparseS8 sparse_;
+  std::vector<float> scale_, bias_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -257,6 +338,14 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
   m.attr("QGEMM_MAX_K") = kQGemmMaxK;
 
+  py::class_<PackedSpmmU8S8>(m, "PackedSpmmU8S8",
+                             "block-sparse int8 weights (compact CSC blocks) x u8 activations; kernel ref|avx512vnni")
+      .def(py::init<CArray<int8_t>, CArray<int16_t>, CArray<int32_t>, int64_t, int64_t, CArray<float>,
+                    std::optional<CArray<float>>, const std::string&, int>(),
+           py::arg("values"), py::arg("block_rows"), py::arg("col_ptr"), py::arg("k"), py::arg("n"), py::arg("scale"),
+           py::arg("bias") = py::none(), py::arg("kernel") = "", py::arg("threads") = 1)
+      .def("__call__", &PackedSpmmU8S8::Call, py::arg("a"), py::arg("a_zero_point"))
+      .def("time", &PackedSpmmU8S8::Time, py::arg("a"), py::arg("a_zero_point"), py::arg("reps"));
   m.def("fp8_gemm_kernels", [] {
     std::vector<std::string> names;
     for (const auto* k : AvailableGemmBf16Fp8Kernels()) names.push_back(k->name);

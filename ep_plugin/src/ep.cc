@@ -11,6 +11,7 @@
 #include "nodes/fp8_matmul_node.h"
 #include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
+#include "nodes/sparse_qdq_matmul_node.h"
 #include "patterns/graph_utils.h"
 
 namespace onnxq {
@@ -151,8 +152,10 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         const size_t idx = input_index(spec.input_name);
         if (spec.is_fp8())
           node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());
+        else if (SparseQdqMatMulNode::Pays(spec))
+          node = std::make_unique<SparseQdqMatMulNode>(spec, idx, pool_.get());
         else
-          node = std::make_unique<QdqMatMulNode>(spec, idx, pool_.get());
+          node = std::make_unique<QdqMatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)
       } else if (auto it2 = pending_act_.find(key); it2 != pending_act_.end()) {
         QdqActMatMulSpec spec = std::move(it2->second);
         pending_act_.erase(it2);

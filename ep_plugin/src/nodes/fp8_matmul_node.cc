@@ -24,8 +24,9 @@ Fp8MatMulNode::Fp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
       fast_convert_(kernels::HasFastGemmBf16Fp8Kernel()),
       pool_(pool) {
   if (input_kind_ != QdqMatMulSpec::InputKind::kFloatWeightOnly) activation_format_ = FormatOf(spec.activation_type);
-  weights_ = kernels::PackWeightsFp8(kernel_->layout, reinterpret_cast<const uint8_t*>(spec.weight.data()), spec.K,
-                                     spec.N, FormatOf(spec.weight_type));
+  const std::vector<int8_t> dense = DenseWeight(spec);  // sparse FP8: dense fallback (no sparse FP8 kernel yet)
+  weights_ = kernels::PackWeightsFp8(kernel_->layout, reinterpret_cast<const uint8_t*>(dense.data()), spec.K, spec.N,
+                                     FormatOf(spec.weight_type));
   const float a_scale = input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f : spec.activation_scale;
   scale_.resize(static_cast<size_t>(spec.N));
   for (int64_t n = 0; n < spec.N; ++n) scale_[n] = a_scale * spec.weight_scale[spec.weight_scale.size() == 1 ? 0 : n];

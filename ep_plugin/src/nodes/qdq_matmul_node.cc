@@ -20,8 +20,14 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   quantize_zero_point_u8_ = spec.quantize_zero_point + shift;
   activation_zero_point_u8_ = spec.activation_zero_point + shift;
   const int8_t* zp = spec.weight_zero_point.empty() ? nullptr : spec.weight_zero_point.data();
-  weights_ = kernels::PackWeightsS8(kernel_->layout, spec.weight.data(), spec.K, spec.N, zp,
+  const std::vector<int8_t> dense = DenseWeight(spec);  // a sparse spec lands here when dense pays better
+  weights_ = kernels::PackWeightsS8(kernel_->layout, dense.data(), spec.K, spec.N, zp,
                                     static_cast<int64_t>(spec.weight_zero_point.size()));
+  to_u8_.kind = spec.input_kind;
+  to_u8_.is_signed = spec.activation_signed;
+  to_u8_.quantize_scale = spec.quantize_scale;
+  to_u8_.quantize_zero_point_u8 = quantize_zero_point_u8_;
+  to_u8_.quantize = quantize_;
   scale_.resize(static_cast<size_t>(spec.N));
   // Same rounding as onnxruntime: the two scales are multiplied in float once, then applied to the int32 sum.
   for (int64_t n = 0; n < spec.N; ++n)
@@ -55,25 +61,7 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   const int64_t rows = kernels::RoundUp(M, kernel_->m_align);
   thread_local std::vector<uint8_t> a_u8;
   if (a_u8.size() < static_cast<size_t>(rows * lda)) a_u8.resize(static_cast<size_t>(rows * lda));
-  const auto type = info.GetElementType();
-  if (input_kind_ == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel) {
-    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");
-    const float* x = input.GetTensorData<float>();
-    if (lda == K) {
-      quantize_(x, count, quantize_scale_, quantize_zero_point_u8_, a_u8.data());
-    } else {
-      for (int64_t m = 0; m < M; ++m)
-        quantize_(x + m * K, static_cast<size_t>(K), quantize_scale_, quantize_zero_point_u8_, a_u8.data() + m * lda);
-    }
-  } else if (activation_signed_) {
-    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw std::runtime_error("expected an int8 activation");
-    const int8_t* src = input.GetTensorData<int8_t>();
-    for (int64_t m = 0; m < M; ++m) kernels::ShiftS8ToU8Ref(src + m * K, static_cast<size_t>(K), a_u8.data() + m * lda);
-  } else {
-    if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) throw std::runtime_error("expected a uint8 activation");
-    const uint8_t* src = input.GetTensorData<uint8_t>();
-    for (int64_t m = 0; m < M; ++m) std::memcpy(a_u8.data() + m * lda, src + m * K, static_cast<size_t>(K));
-  }
+  to_u8_(input, M, K, lda, a_u8.data());
 
   kernels::QGemmU8S8Args args;
   args.M = M;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/qgemm_u8s8.h"
+#include "nodes/activation_u8.h"
 #include "nodes/compiled_node.h"
 #include "kernels/quantize.h"
 #include "ort_api.h"
@@ -34,6 +35,7 @@ class QdqMatMulNode : public CompiledNode {
   kernels::PackedWeightsS8 weights_;
   std::vector<float> scale_;  // activation_scale * weight_scale[n]
   std::vector<float> bias_;   // empty or N
+  ActivationToU8 to_u8_;
   ThreadPool* pool_;
 };
 

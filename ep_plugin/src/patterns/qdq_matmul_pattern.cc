@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "kernels/qgemm_u8s8.h"
+#include "kernels/spmm_u8s8.h"
 #include "patterns/graph_utils.h"
 #include "patterns/qdq_common.h"
 
@@ -26,6 +28,58 @@ using qdq::NoMatch;
 using qdq::ReadConstant;
 using qdq::ReadPositiveFiniteScale;
 using qdq::RequireZeroFp8;
+
+bool IsBlockSparseExpand(const Ort::ConstNode& n) {
+  if (IsNull(n) || n.GetDomain() != "com.onnxq") return false;
+  const std::string op = n.GetOperatorType();
+  return op == "BlockSparseExpand" || op == "BlockSparseExpandE4M3FN" || op == "BlockSparseExpandE5M2";
+}
+
+// Reads and validates the compact weight (untrusted: every index is checked before anything is expanded).
+void ReadBlockSparse(const Ort::ConstNode& node, QdqMatMulSpec* spec) {
+  const auto in = node.GetInputs();
+  if (in.size() != 5) throw NoMatch{"BlockSparseExpand needs 5 inputs"};
+  const Constant values = ReadConstant(in[0], "block-sparse values are not a constant");
+  const Constant rows = ReadConstant(in[1], "block-sparse block_rows are not a constant");
+  const Constant ptr = ReadConstant(in[2], "block-sparse col_ptr is not a constant");
+  const Constant shape = ReadConstant(in[3], "block-sparse shape is not a constant");
+  const Constant dense = ReadConstant(in[4], "block-sparse dense shape is not a constant");
+  if (values.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 && !IsFp8(values.type))
+    throw NoMatch{"block-sparse values are neither int8 nor FP8"};
+  if (rows.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16 || ptr.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 ||
+      shape.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || dense.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 ||
+      shape.count != 4 || dense.count != 2 || values.shape.size() != 3 || rows.shape.size() != 1 ||
+      ptr.shape.size() != 1)
+    throw NoMatch{"block-sparse inputs have unexpected types or ranks"};
+  const auto* sh = static_cast<const int64_t*>(shape.data);
+  const auto* dn = static_cast<const int64_t*>(dense.data);
+  const int64_t K = dn[0], N = dn[1], bk = values.shape[1], bn = values.shape[2], nnzb = values.shape[0];
+  if (K <= 0 || N <= 0 || bk <= 0 || bn <= 0 || K > (int64_t{1} << 24) || N > (int64_t{1} << 24))
+    throw NoMatch{"block-sparse dimensions out of range"};
+  if (sh[0] != N / bn || sh[1] != K / bk || sh[2] != bk || sh[3] != bn)
+    throw NoMatch{"block-sparse shape input disagrees with the values and dense shape"};
+  if (static_cast<int64_t>(rows.count) != nnzb) throw NoMatch{"block_rows length differs from the block count"};
+  try {  // the kernel-side validation: tiling, col_ptr monotone and bounded, block rows in range
+    (void)kernels::MakeBlockSparseS8(static_cast<const int8_t*>(values.data), static_cast<int64_t>(values.count),
+                                     static_cast<const int16_t*>(rows.data), nnzb,
+                                     static_cast<const int32_t*>(ptr.data), static_cast<int64_t>(ptr.count), K, N, bk,
+                                     bn);
+  } catch (const std::invalid_argument&) {
+    throw NoMatch{"block-sparse indices are inconsistent or out of range"};
+  }
+  spec->sparse = true;
+  spec->weight_type = values.type;
+  spec->K = K;
+  spec->N = N;
+  spec->block_k = bk;
+  spec->block_n = bn;
+  const auto* vd = static_cast<const int8_t*>(values.data);
+  spec->weight.assign(vd, vd + values.count);
+  const auto* rd = static_cast<const int16_t*>(rows.data);
+  spec->sparse_block_rows.assign(rd, rd + rows.count);
+  const auto* pd = static_cast<const int32_t*>(ptr.data);
+  spec->sparse_col_ptr.assign(pd, pd + ptr.count);
+}
 
 // Gemm attributes we can honour: alpha = beta = 1, transA = 0 (transB is handled by transposing the weight).
 bool ReadGemmAttrs(const Ort::ConstNode& gemm, bool* trans_b) {
@@ -64,15 +118,28 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
   if (IntAttr(dq_w, "block_size", 0) != 0) throw NoMatch{"blocked weight quantization"};
   const auto dqw_inputs = dq_w.GetInputs();
   if (dqw_inputs.size() < 2) throw NoMatch{"weight DQ without a scale"};
-  const Constant w = ReadConstant(dqw_inputs[0], "weight is not a constant initializer");
+  Ort::ConstNode sparse_node{nullptr};
+  if (!dqw_inputs[0].IsConstantInitializer()) {
+    sparse_node = graph::Producer(dqw_inputs[0]);
+    if (!IsBlockSparseExpand(sparse_node)) throw NoMatch{"weight is not a constant initializer"};
+    if (trans_b) throw NoMatch{"block-sparse weights with Gemm transB"};
+    if (!OnlyConsumedBy(dqw_inputs[0], dq_w)) throw NoMatch{"block-sparse weight has other consumers"};
+    ReadBlockSparse(sparse_node, &spec);
+  }
+  Constant w;
+  if (!spec.sparse) {
+    w = ReadConstant(dqw_inputs[0], "weight is not a constant initializer");
+    if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) throw NoMatch{"weight is not a 2-D matrix"};
+    spec.K = trans_b ? w.shape[1] : w.shape[0];
+    spec.N = trans_b ? w.shape[0] : w.shape[1];
+    if (w.count != static_cast<size_t>(spec.K * spec.N)) throw NoMatch{"weight size does not match its shape"};
+  } else {
+    w.type = spec.weight_type;
+  }
   if (w.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 && !IsFp8(w.type)) throw NoMatch{"weight is not int8 or FP8"};
   spec.weight_type = w.type;
   if (IsFp8(w.type) && !fp8_supported) throw NoMatch{"FP8 weights need AVX512-BF16 + VBMI on this CPU"};
-  if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) throw NoMatch{"weight is not a 2-D matrix"};
-  spec.K = trans_b ? w.shape[1] : w.shape[0];
-  spec.N = trans_b ? w.shape[0] : w.shape[1];
   if (!IsFp8(w.type) && spec.K > kernels::kQGemmMaxK) throw NoMatch{"K too large for int32 accumulation"};
-  if (w.count != static_cast<size_t>(spec.K * spec.N)) throw NoMatch{"weight size does not match its shape"};
   const Constant ws = ReadConstant(dqw_inputs[1], "weight scale is not a constant");
   if (ws.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw NoMatch{"weight scale is not float"};
   const bool per_tensor = IsScalarLike(ws);
@@ -93,11 +160,15 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
       RequireZeroFp8(wz);  // FP8 zero points are zero: nothing to keep
     } else {
       const auto* z = static_cast<const int8_t*>(wz.data);
+      for (size_t i = 0; i < wz.count && spec.sparse; ++i)
+        if (z[i] != 0) throw NoMatch{"block-sparse weights need a zero weight zero point (pruned blocks must be 0)"};
       spec.weight_zero_point.assign(z, z + wz.count);
     }
   }
   const auto* wd = static_cast<const int8_t*>(w.data);
-  if (!trans_b) {
+  if (spec.sparse) {
+    // values were copied by ReadBlockSparse
+  } else if (!trans_b) {
     spec.weight.assign(wd, wd + w.count);
   } else {  // [N, K] -> [K, N]
     spec.weight.resize(w.count);
@@ -129,6 +200,7 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
     spec.input_name = in.input_name;
     nodes.insert(nodes.end(), in.nodes.begin(), in.nodes.end());
   }
+  if (!IsNull(sparse_node)) nodes.push_back(sparse_node);
   nodes.push_back(dq_w);
   nodes.push_back(matmul);
   Ort::ConstNode bias_dq{nullptr};
@@ -211,6 +283,18 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
 }
 
 }  // namespace
+
+std::vector<int8_t> DenseWeight(const QdqMatMulSpec& spec) {
+  if (!spec.sparse) return spec.weight;
+  std::vector<int8_t> dense(static_cast<size_t>(spec.K * spec.N), 0);
+  const int64_t bk = spec.block_k, bn = spec.block_n;
+  for (int64_t j = 0; j + 1 < static_cast<int64_t>(spec.sparse_col_ptr.size()); ++j)
+    for (int32_t i = spec.sparse_col_ptr[j]; i < spec.sparse_col_ptr[j + 1]; ++i)
+      for (int64_t r = 0; r < bk; ++r)
+        for (int64_t c = 0; c < bn; ++c)
+          dense[(spec.sparse_block_rows[i] * bk + r) * spec.N + j * bn + c] = spec.weight[(i * bk + r) * bn + c];
+  return dense;
+}
 
 std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, bool fp8_supported, std::string* why_not) {
   try {

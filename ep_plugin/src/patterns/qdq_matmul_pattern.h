@@ -53,6 +53,14 @@ struct QdqMatMulSpec {
   std::vector<int8_t> weight_zero_point;   // empty, 1 or N
   std::vector<float> bias;                 // empty or N
 
+  // Block-sparse weight (a com.onnxq BlockSparseExpand* node feeds the weight DQ): `weight` then holds the kept
+  // blocks' values (nnzb x block_k x block_n), validated against K, N and each other at claim time.
+  bool sparse = false;
+  int64_t block_k = 0;
+  int64_t block_n = 0;
+  std::vector<int16_t> sparse_block_rows;
+  std::vector<int32_t> sparse_col_ptr;
+
   std::string output_name;  // the group's single output (MatMul's, or the bias Add's)
   std::string key;          // MatMul's output name: unique, identifies the group in Compile
 
@@ -62,6 +70,9 @@ struct QdqMatMulSpec {
 
 // Returns the spec if `matmul` (a MatMul node) heads a claimable group; otherwise nullopt, with the reason in
 // `why_not` when given (used in verbose logs).
+// The dense K x N weight of a sparse spec (pruned blocks are zero bytes: 0 in int8 and +0.0 in FP8).
+std::vector<int8_t> DenseWeight(const QdqMatMulSpec& spec);
+
 // `fp8_supported`: claim FP8 groups (only when a fast FP8 kernel exists on this CPU).
 std::optional<QdqMatMulSpec> MatchQdqMatMul(const Ort::ConstNode& matmul, bool fp8_supported,
                                             std::string* why_not = nullptr);

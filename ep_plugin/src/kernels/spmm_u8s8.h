@@ -1,0 +1,54 @@
+// Block-sparse u8 x s8 GEMM family: C = float(sum over kept blocks (A - a_zp) * W) * scale[n] + bias[n].
+//
+// The weight is block-column major (see onnxq/sparse/format.py): for block column j, blocks col_ptr[j] ..
+// col_ptr[j+1]-1 with block rows block_rows[i] and bk x bn values. Weight zero points are zero (pruned blocks must
+// dequantize to exactly 0). Integer sums are exact, so every variant equals the reference bit for bit.
+//
+//   spmm_u8s8_ref.cc               scalar reference, any block shape
+//   spmm_u8s8_4x1_avx512vnni.cc    4 x 1 blocks, tokens as SIMD lanes (C^T = W^T A^T): a block is one 32-bit
+//                                  broadcast against 64 tokens x 4 K of repacked activations, 4 vpdpbusd per block
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/qgemm_u8s8.h"
+
+namespace onnxq::kernels {
+
+struct BlockSparseS8 {
+  int64_t K = 0, N = 0, bk = 0, bn = 0;
+  std::vector<int8_t> values;      // nnzb x bk x bn
+  std::vector<int32_t> block_rows;  // nnzb
+  std::vector<int32_t> col_ptr;     // N / bn + 1
+  std::vector<int32_t> col_sum;     // per output column n: sum of its kept weights (activation zero point)
+  int64_t nnzb() const { return static_cast<int64_t>(block_rows.size()); }
+};
+
+// Validates everything the kernels index with (throws std::invalid_argument with the reason) and copies.
+BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, const int16_t* block_rows, int64_t nnzb,
+                                const int32_t* col_ptr, int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk,
+                                int64_t bn);
+
+struct SpmmU8S8Args {
+  int64_t M = 0;
+  const uint8_t* A = nullptr;  // M x K, leading dimension lda
+  int64_t lda = 0;
+  int32_t a_zero_point = 0;
+  const BlockSparseS8* B = nullptr;
+  QGemmEpilogue epilogue;
+  float* C = nullptr;
+  int64_t ldc = 0;
+};
+
+// Columns [n_begin, n_end) of C for all rows; n_begin / n_end are multiples of bn.
+void SpmmU8S8Ref(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);
+
+// 4 x 1 blocks with AVX512-VNNI. `a_packed` is A repacked by PackTokensU8 (shared by all column ranges):
+// token tiles [ceil(M / kSpmmTokens)][K/4][kSpmmTokens][4 K], pad tokens zero.
+constexpr int64_t kSpmmTokens = 128;
+size_t PackedTokensSize(int64_t M, int64_t K);
+void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);
+void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);  // same bytes
+void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& args, const uint8_t* a_packed, int64_t n_begin, int64_t n_end);
+
+}  // namespace onnxq::kernels

@@ -1,0 +1,82 @@
+// Scalar reference for the block-sparse u8 x s8 family, validation, and the token repacking (plain C++).
+#include <stdexcept>
+#include <string>
+
+#include "kernels/spmm_u8s8.h"
+
+namespace onnxq::kernels {
+
+BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, const int16_t* block_rows, int64_t nnzb,
+                                const int32_t* col_ptr, int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk,
+                                int64_t bn) {
+  auto fail = [](const std::string& why) { throw std::invalid_argument("block-sparse weight: " + why); };
+  if (K <= 0 || N <= 0 || bk <= 0 || bn <= 0) fail("non-positive dimension");
+  if (K % bk != 0 || N % bn != 0) fail("block shape does not tile the weight");
+  if (K > kQGemmMaxK) fail("K exceeds the int32-exact limit");
+  if (nnzb < 0 || values_count != nnzb * bk * bn) fail("values size does not match the block count");
+  if (col_ptr_count != N / bn + 1) fail("col_ptr length is not N / bn + 1");
+  if (col_ptr[0] != 0 || col_ptr[col_ptr_count - 1] != nnzb) fail("col_ptr must start at 0 and end at the block count");
+  for (int64_t j = 0; j + 1 < col_ptr_count; ++j)
+    if (col_ptr[j + 1] < col_ptr[j]) fail("col_ptr decreases");
+  const int64_t kb = K / bk;
+  BlockSparseS8 s;
+  s.K = K;
+  s.N = N;
+  s.bk = bk;
+  s.bn = bn;
+  s.values.assign(values, values + values_count);
+  s.block_rows.resize(static_cast<size_t>(nnzb));
+  for (int64_t i = 0; i < nnzb; ++i) {
+    if (block_rows[i] < 0 || block_rows[i] >= kb) fail("block row index out of range");
+    s.block_rows[i] = block_rows[i];
+  }
+  s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
+  s.col_sum.assign(static_cast<size_t>(N), 0);
+  for (int64_t j = 0; j < N / bn; ++j)
+    for (int32_t i = s.col_ptr[j]; i < s.col_ptr[j + 1]; ++i)
+      for (int64_t r = 0; r < bk; ++r)
+        for (int64_t c = 0; c < bn; ++c) s.col_sum[j * bn + c] += s.values[(i * bk + r) * bn + c];
+  return s;
+}
+
+void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
+  const BlockSparseS8& B = *a.B;
+  std::vector<int32_t> acc(static_cast<size_t>(B.bn));
+  for (int64_t m = 0; m < a.M; ++m) {
+    const uint8_t* row = a.A + m * a.lda;
+    for (int64_t j = n_begin / B.bn; j < n_end / B.bn; ++j) {
+      for (int64_t c = 0; c < B.bn; ++c) acc[c] = 0;
+      for (int32_t i = B.col_ptr[j]; i < B.col_ptr[j + 1]; ++i) {
+        const int64_t k0 = static_cast<int64_t>(B.block_rows[i]) * B.bk;
+        for (int64_t r = 0; r < B.bk; ++r) {
+          const int32_t av = static_cast<int32_t>(row[k0 + r]) - a.a_zero_point;
+          for (int64_t c = 0; c < B.bn; ++c) acc[c] += av * B.values[(i * B.bk + r) * B.bn + c];
+        }
+      }
+      for (int64_t c = 0; c < B.bn; ++c) {
+        const int64_t n = j * B.bn + c;
+        float v = static_cast<float>(acc[c]) * a.epilogue.scale[n];
+        if (a.epilogue.bias != nullptr) v += a.epilogue.bias[n];
+        a.C[m * a.ldc + n] = v;
+      }
+    }
+  }
+}
+
+size_t PackedTokensSize(int64_t M, int64_t K) {
+  return static_cast<size_t>((M + kSpmmTokens - 1) / kSpmmTokens * (K / 4) * kSpmmTokens * 4);
+}
+
+void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
+  const int64_t tiles = (M + kSpmmTokens - 1) / kSpmmTokens, groups = K / 4;
+  for (int64_t t = 0; t < tiles; ++t)
+    for (int64_t g = 0; g < groups; ++g) {
+      uint8_t* dst = out + (t * groups + g) * kSpmmTokens * 4;
+      for (int64_t i = 0; i < kSpmmTokens; ++i) {
+        const int64_t m = t * kSpmmTokens + i;
+        for (int j = 0; j < 4; ++j) dst[i * 4 + j] = m < M ? A[m * lda + g * 4 + j] : 0;
+      }
+    }
+}
+
+}  // namespace onnxq::kernels

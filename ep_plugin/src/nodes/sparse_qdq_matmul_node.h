@@ -1,0 +1,34 @@
+// Compiled INT8 Q/DQ MatMul whose weight is block-sparse (4 x 1 blocks): the compact blocks are kept as they are
+// (never expanded) and run by the tokens-as-lanes VNNI kernel, columns spread over the EP's pool.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "kernels/quantize.h"
+#include "kernels/spmm_u8s8.h"
+#include "nodes/activation_u8.h"
+#include "nodes/compiled_node.h"
+#include "patterns/qdq_matmul_pattern.h"
+#include "runtime/thread_pool.h"
+
+namespace onnxq {
+
+class SparseQdqMatMulNode : public CompiledNode {
+ public:
+  SparseQdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
+  void Compute(OrtKernelContext* context) const override;
+  const char* kernel_name() const override { return "sparse4x1-avx512vnni"; }
+
+  // Whether this node (rather than a dense fallback) should run `spec` on this CPU.
+  static bool Pays(const QdqMatMulSpec& spec);
+
+ private:
+  size_t input_index_;
+  int32_t activation_zero_point_u8_;
+  kernels::BlockSparseS8 weights_;
+  std::vector<float> scale_, bias_;
+  ActivationToU8 to_u8_;
+  ThreadPool* pool_;
+};
+
+}  // namespace onnxq

@@ -1,0 +1,1 @@
+"""Block-sparse weights: the compact format (format.py), pruning masks (prune.py)."""

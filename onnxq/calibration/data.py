@@ -135,7 +135,8 @@ def _fmt_shape(shape: tuple) -> str:
 def synthetic_feeds(inputs: list[InputSpec], count: int, dims: Mapping[str, int] | None = None,
                     seed: int = 0) -> list[dict[str, np.ndarray]]:
     """SYNTHETIC inputs (for speed work only — never for an accuracy claim): floats standard normal, integer
-    inputs in [0, 100) (token-id-like), symbolic dims from ``dims`` (default 1 for the first, 16 otherwise)."""
+    and bool inputs all 1 (a valid token id / attention mask for any vocabulary), symbolic dims from ``dims``
+    (default 1 for the first, 16 otherwise)."""
     rng = np.random.default_rng(seed)
     dims = dict(dims or {})
     feeds = []
@@ -150,9 +151,7 @@ def synthetic_feeds(inputs: list[InputSpec], count: int, dims: Mapping[str, int]
                     shape.append(int(dims.get(str(d), dims.get("*", 1 if k == 0 else 16))))
             if np.issubdtype(spec.dtype, np.floating):
                 f[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-            elif spec.dtype == np.bool_:
-                f[spec.name] = np.ones(shape, np.bool_)
             else:
-                f[spec.name] = rng.integers(0, 100, shape).astype(spec.dtype)
+                f[spec.name] = np.ones(shape, spec.dtype)
         feeds.append(f)
     return feeds

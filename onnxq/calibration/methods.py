@@ -11,7 +11,8 @@ Every method works on the histogram only (never on stored samples), so memory is
 * ``entropy``    — the same candidates, minimising KL(P || Q) as TensorRT / MXNet do, generalised to any grid:
   P is the histogram clipped to the range with the clipped mass folded into the edge bins; Q is the in-range
   mass *without* that fold, spread uniformly (per unit length) over each quantization cell of the real grid.
-  Clipping puts mass in P's edge bins that Q lacks; a coarse grid flattens Q; both cost KL.
+  Clipping puts mass in P's edge bins that Q lacks; a coarse grid flattens Q; both cost KL. As in TensorRT
+  (thresholds from 128 of 2048 bins), the range is never below 1/16 of the extremes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxq.calibration.histogram import StreamingHistogram
+from onnxq.quantizer.config import METHODS
 from onnxq.quantizer.numerics import FP8, qdq_fp8, qdq_int, uint8_asymmetric_params
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
 _CANDIDATE_STEPS = 16 * 12  # factors 1 .. 2^-12 in steps of 2^(1/16)
 _POINTS_PER_BIN = 4
 
@@ -73,6 +74,9 @@ def select_range(hist: StreamingHistogram, method: str, spec: RangeSpec, *, perc
     if method == "mse":
         losses = _mse_losses(hist, spec, lo, hi, factors)
     else:
+        # like TensorRT (thresholds from 128 of 2048 bins up): never clip below 1/16 of the extremes, where
+        # the few samples left inside make KL degenerate (it falls again as the range collapses)
+        factors = factors[factors >= 1 / 16]
         losses = _kl_losses(hist, spec, lo, hi, factors)
     best = float(factors[int(np.argmin(losses))])
     return lo * best, hi * best

@@ -7,8 +7,12 @@ the weight's own type equal to 0. A weight shared by several nodes is quantized 
 consumer gets its own ``DequantizeLinear`` (the EP wants a weight DQ that feeds only its MatMul).
 
 Activations: ``QuantizeLinear -> DequantizeLinear`` with one calibrated per-tensor scale; each consumer gets its
-own pair so the EP can fold Q + DQ into its kernel. FP8: ``saturate=1`` and an FP8 zero point 0; INT8: u8 with
-an asymmetric zero point (or s8 symmetric).
+own pair so the EP can fold Q + DQ into its kernel. INT8: u8 with an asymmetric zero point (or s8 symmetric).
+FP8: ``saturate=1`` and *no* zero point — the type comes from ``output_dtype`` (a zero point could only be 0
+anyway). Reason: onnxruntime 1.32's ReluQuantFusion deletes a ``Relu`` in front of a ``QuantizeLinear`` whose
+zero point is 0 as if the type were u8 — for a signed FP8 zero point that changes the results (measured: output
+cosine 0.75 instead of 0.999 on a Relu MLP). Without a zero point it leaves the Relu alone; the onnxq EP
+claims both forms.
 """
 
 from __future__ import annotations
@@ -67,11 +71,11 @@ def quantize_weight(w: np.ndarray, axis: int | None, config: QuantConfig) -> tup
     return q, np.asarray(scale, np.float32)
 
 
-def activation_params(lo: float, hi: float, config: QuantConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, zero point) for a per-tensor activation range."""
-    if config.is_fp8:
+def activation_params(lo: float, hi: float, config: QuantConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scale, zero point or None for FP8) for a per-tensor activation range."""
+    if config.is_fp8:  # no zero point: see the module docstring
         amax = max(abs(lo), abs(hi))
-        return np.asarray(fp8_scale(amax, FP8[config.fp8_name]), np.float32), np.zeros((), _ML_FP8[config.fp8_name])
+        return np.asarray(fp8_scale(amax, FP8[config.fp8_name]), np.float32), None
     if config.int8_symmetric_activations:
         scale = int8_symmetric_scale(float(safe_amax(max(abs(lo), abs(hi)))))
         return np.asarray(scale, np.float32), np.zeros((), np.int8)
@@ -118,7 +122,7 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                                    inputs=[qc, sc, zc], outputs=[out]))
         node.inputs[t.input_index] = out
 
-    act_consts: dict[str, tuple[gs.Constant, gs.Constant]] = {}
+    act_consts: dict[str, tuple[gs.Constant, gs.Constant | None]] = {}
     for a in plan.activations:
         node = nodes[a.node]
         x = node.inputs[a.input_index]
@@ -126,15 +130,20 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
             lo, hi = a.fixed_range if a.fixed_range is not None else ranges.get(a.tensor, (0.0, 0.0))
             s, z = activation_params(lo, hi, config)
             act_consts[a.tensor] = (gs.Constant(names(f"{a.tensor}_scale"), s),
-                                    gs.Constant(names(f"{a.tensor}_zero_point"), z))
+                                    None if z is None else gs.Constant(names(f"{a.tensor}_zero_point"), z))
         sc, zc = act_consts[a.tensor]
-        q_attrs = {"saturate": 1} if config.is_fp8 else {}
-        xq = gs.Variable(names(f"{a.tensor}_quantized/{a.node}/{a.input_index}"), dtype=zc.values.dtype,
-                         shape=x.shape)
+        if zc is None:
+            fp8 = FP8[config.fp8_name]
+            q_attrs = {"saturate": 1, "output_dtype": fp8.onnx_type}
+            qdtype = np.dtype(_ML_FP8[config.fp8_name])
+            params = [sc]
+        else:
+            q_attrs, qdtype, params = {}, zc.values.dtype, [sc, zc]
+        xq = gs.Variable(names(f"{a.tensor}_quantized/{a.node}/{a.input_index}"), dtype=qdtype, shape=x.shape)
         xdq = gs.Variable(names(f"{a.tensor}_dequantized/{a.node}/{a.input_index}"), dtype=np.float32, shape=x.shape)
         graph.nodes.append(gs.Node("QuantizeLinear", names(f"{a.node}/{a.tensor}/QuantizeLinear"), q_attrs,
-                                   inputs=[x, sc, zc], outputs=[xq]))
+                                   inputs=[x, *params], outputs=[xq]))
         graph.nodes.append(gs.Node("DequantizeLinear", names(f"{a.node}/{a.tensor}/DequantizeLinear"), {},
-                                   inputs=[xq, sc, zc], outputs=[xdq]))
+                                   inputs=[xq, *params], outputs=[xdq]))
         node.inputs[a.input_index] = xdq
     return graph

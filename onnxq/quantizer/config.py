@@ -6,8 +6,9 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from onnxq.calibration.methods import METHODS
 from onnxq.errors import OnnxqError
+
+METHODS = ("minmax", "percentile", "entropy", "mse")  # onnxq.calibration.methods implements them
 
 FORMATS = ("fp8-e4m3", "fp8-e5m2", "int8")
 #: ops whose weight input is quantized (per output channel) and whose activation inputs get Q/DQ

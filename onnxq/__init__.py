@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
-__all__ = ["QuantConfig", "__version__", "quantize"]
+__all__ = ["QuantConfig", "SparsifyConfig", "__version__", "quantize", "sparsify"]
 
 
 def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime / graphsurgeon import)
@@ -15,4 +15,8 @@ def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime 
         import onnxq.quantizer as q
 
         return getattr(q, name)
+    if name in ("sparsify", "SparsifyConfig"):
+        import onnxq.sparse.api as s
+
+        return getattr(s, name)
     raise AttributeError(f"module 'onnxq' has no attribute {name!r}")

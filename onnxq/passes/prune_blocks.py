@@ -25,7 +25,7 @@ _FP8 = {TensorProto.FLOAT8E4M3FN: "e4m3fn", TensorProto.FLOAT8E5M2: "e5m2"}
 class PruneConfig:
     sparsity: float = 0.9
     block: tuple[int, int] = (4, 1)  # (along K, along N)
-    scope: str = "global"  # or "per-layer"
+    scope: str = "per-layer"  # or "global"
     exclude: tuple[str, ...] = ()  # node names or regular expressions
     op_types: tuple[str, ...] = ("MatMul", "Gemm")
     min_elements: int = 4096  # smaller weights are left dense (pruning them saves nothing and costs accuracy)

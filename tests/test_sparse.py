@@ -1,0 +1,290 @@
+"""Block-sparse weights: the compact format, its ONNX function on stock onnxruntime, pruning and packing passes,
+the sparse kernels (bit-exact against the dense integer path on the same pruned weights) and the EP."""
+
+from __future__ import annotations
+
+import os
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxq
+import onnxq.ep as ep
+from onnxq import _kernels
+from onnxq.errors import OnnxqError
+from onnxq.sparse import format as fmt
+from onnxq.testing import int8_qdq_static, sample_inputs, tiny_encoder_model
+
+EP = ep.EP_NAME
+HAS_VNNI = "avx512_vnni" in _kernels.cpu_features()
+
+
+def _random_block_sparse(k, n, bk, bn, sparsity, dtype=np.int8, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == np.int8:
+        w = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    else:
+        w = rng.standard_normal((k, n)).astype(dtype)
+    keep = rng.random((k // bk, n // bn)) >= sparsity
+    mask = np.repeat(np.repeat(keep, bk, 0), bn, 1)
+    return np.where(mask, w, np.zeros_like(w))
+
+
+# ------------------------------------------------------------------------------------------------ format
+
+
+@pytest.mark.parametrize("bk,bn", [(4, 1), (1, 16), (2, 2), (8, 4)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 1.0])
+def test_format_round_trip(bk, bn, sparsity):
+    w = _random_block_sparse(32, 48, bk, bn, sparsity, seed=bk * 10 + bn)
+    bs = fmt.from_dense(w, bk, bn)
+    bs.validate()
+    np.testing.assert_array_equal(bs.to_dense(), w)
+    assert bs.block_rows.dtype == np.int16 and bs.col_ptr.dtype == np.int32
+
+
+def test_format_bytes_at_90_percent_4x1_int8():
+    w = _random_block_sparse(768, 768, 4, 1, 0.9)
+    bs = fmt.from_dense(w, 4, 1)
+    assert bs.nbytes() <= 0.16 * w.nbytes  # values 10% + 2-byte block rows 5% (+ col_ptr)
+
+
+@pytest.mark.parametrize("corrupt", ["row_high", "row_negative", "ptr_decreasing", "ptr_end", "ptr_length"])
+def test_format_validate_rejects_hostile_indices(corrupt):
+    bs = fmt.from_dense(_random_block_sparse(16, 8, 4, 1, 0.5), 4, 1)
+    if corrupt == "row_high":
+        bs.block_rows[0] = 4
+    elif corrupt == "row_negative":
+        bs.block_rows[0] = -1
+    elif corrupt == "ptr_decreasing":
+        bs.col_ptr[2], bs.col_ptr[3] = bs.col_ptr[3] + 1, bs.col_ptr[2]
+    elif corrupt == "ptr_end":
+        bs.col_ptr[-1] += 1
+    else:
+        bs.col_ptr = bs.col_ptr[:-1]
+    with pytest.raises(OnnxqError):
+        bs.validate()
+
+
+def _expand_model(bs: fmt.BlockSparse, onnx_dtype: int) -> onnx.ModelProto:
+    g = helper.make_graph([fmt.expand_node("w", "y", onnx_dtype)], "expand", [],
+                          [helper.make_tensor_value_info("y", onnx_dtype, [bs.k, bs.n])],
+                          initializer=fmt.initializers(bs, "w", onnx_dtype))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    fmt.ensure_functions(m)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["int8", "float", "e4m3fn", "e5m2"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.7, 1.0])
+def test_onnx_function_expands_on_stock_onnxruntime(kind, sparsity):
+    if kind == "int8":
+        w, odt = _random_block_sparse(24, 16, 4, 1, sparsity), TensorProto.INT8
+        stored = w
+    elif kind == "float":
+        w, odt = _random_block_sparse(24, 16, 4, 2, sparsity, np.float32), TensorProto.FLOAT
+        stored = w
+    else:
+        dt = ml_dtypes.float8_e4m3fn if kind == "e4m3fn" else ml_dtypes.float8_e5m2
+        w = _random_block_sparse(24, 16, 4, 1, sparsity, np.float32).astype(dt)
+        odt = TensorProto.FLOAT8E4M3FN if kind == "e4m3fn" else TensorProto.FLOAT8E5M2
+        stored = w.view(np.uint8)
+    bs = fmt.from_dense(stored, 4, 2 if kind == "float" else 1)
+    m = _expand_model(bs, odt)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    if kind in ("e4m3fn", "e5m2"):
+        # FP8 outputs cannot cross into numpy: widen in the graph
+        m.graph.node.append(helper.make_node("Cast", ["y"], ["yf"], to=TensorProto.FLOAT))
+        m.graph.output[0].CopyFrom(helper.make_tensor_value_info("yf", TensorProto.FLOAT, [bs.k, bs.n]))
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_array_equal(sess.run(None, {})[0], w.astype(np.float32))
+    else:
+        np.testing.assert_array_equal(sess.run(None, {})[0], w)
+
+
+# ------------------------------------------------------------------------------------------------ kernels
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (7, 4, 70), (200, 768, 40), (3, 12, 5)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.95, 1.0])
+def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
+    rng = np.random.default_rng(m + k + n)
+    w = _random_block_sparse(k, n, 4, 1, sparsity, seed=m)
+    bs = fmt.from_dense(w, 4, 1)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    scale = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    dense = _kernels.qgemm_u8s8(a, 77, w, np.zeros(1, np.int8), scale, bias, kernel="ref")
+    kernels = ["ref"] + (["avx512vnni"] if HAS_VNNI else [])
+    for kernel in kernels:
+        for threads in (1, 2):
+            g = _kernels.PackedSpmmU8S8(bs.values, bs.block_rows, bs.col_ptr, k, n, scale, bias, kernel, threads)
+            got = g(a, 77)
+            np.testing.assert_array_equal(got, dense, err_msg=f"{kernel} t={threads}")
+
+
+def test_sparse_kernel_rejects_hostile_indices():
+    bs = fmt.from_dense(_random_block_sparse(16, 8, 4, 1, 0.5), 4, 1)
+    rows = bs.block_rows.copy()
+    rows[0] = 1000
+    with pytest.raises(ValueError, match="block row"):
+        _kernels.PackedSpmmU8S8(bs.values, rows, bs.col_ptr, 16, 8, np.ones(8, np.float32))
+    ptr = bs.col_ptr.copy()
+    ptr[-1] = 10**6
+    with pytest.raises(ValueError, match="col_ptr"):
+        _kernels.PackedSpmmU8S8(bs.values, bs.block_rows, ptr, 16, 8, np.ones(8, np.float32))
+
+
+# ------------------------------------------------------------------------------------------------ passes / EP
+
+
+@pytest.fixture(scope="module")
+def int8_encoder():
+    m = tiny_encoder_model(d=64, ffn=256)
+    calib = [sample_inputs(m, batch=2, seq=16, seed=i) for i in range(4)]
+    return m, int8_qdq_static(m, calib)
+
+
+def test_prune_per_layer_hits_the_target_and_keeps_the_input(int8_encoder):
+    _, q = int8_encoder
+    before = q.SerializeToString()
+    r = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.8, min_elements=1024))
+    assert q.SerializeToString() == before
+    assert len(r.prune.weights) == 6
+    for w in r.prune.weights:
+        assert abs(w.sparsity - 0.8) < 0.02, w
+    assert len(r.pack.packed) == 6 and r.pack.bytes_ratio < 0.4  # 0.2 values + 0.1 rows + col_ptr of small N
+    ops = {n.op_type for n in r.model.graph.node}
+    assert fmt.PLAIN_FUNCTION in ops
+
+
+def test_global_scope_and_exclusions(int8_encoder):
+    _, q = int8_encoder
+    r = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.8, scope="global", min_elements=1024,
+                                                     exclude=("ffn.*",)))
+    assert {w.initializer for w in r.prune.weights} == {f"attn.{p}.weight_quantized" for p in ("q", "k", "v", "out")}
+    assert all(v == "excluded" for k, v in r.prune.skipped.items() if k.startswith("ffn"))
+    assert abs(r.prune.overall_sparsity - 0.8) < 0.02
+
+
+def test_sparse_int8_model_runs_on_stock_ort_and_the_ep_matches(int8_encoder, monkeypatch):
+    m, q = int8_encoder
+    r = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.9, min_elements=1024))
+    data = r.model.SerializeToString()
+    x = sample_inputs(m, batch=2, seq=16, seed=9)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    outs = {}
+    for mode in ("always", "never"):
+        monkeypatch.setenv("ONNXQ_SPARSE", mode)
+        fast = ep.session(data)
+        claimed = [n.split(":")[0] for n in ep.assigned_nodes(fast).get(EP, [])]
+        assert claimed.count(fmt.PLAIN_FUNCTION) == 6 and claimed.count("MatMul") == 6
+        outs[mode] = fast.run(None, x)[0]
+    np.testing.assert_array_equal(outs["always"], outs["never"])  # sparse kernel == dense kernel, bit for bit
+    assert np.max(np.abs(outs["always"] - ref)) <= 1e-2 * np.max(np.abs(ref))
+
+
+def test_prune_then_quantize_then_pack_equals_quantize_then_prune():
+    m = tiny_encoder_model(d=64, ffn=256)
+    calib = [sample_inputs(m, batch=2, seq=16, seed=i) for i in range(4)]
+    pruned = onnxq.sparsify(m, None, onnxq.SparsifyConfig(sparsity=0.75, min_elements=1024, pack=False)).model
+    assert not any(n.domain == fmt.DOMAIN for n in pruned.graph.node)
+    q = int8_qdq_static(pruned, calib)
+    packed = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.0)).model
+    assert sum(n.op_type == fmt.PLAIN_FUNCTION for n in packed.graph.node) == 6
+    x = sample_inputs(m, batch=1, seq=8, seed=3)
+    a = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    b = ort.InferenceSession(packed.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_array_equal(a, b)  # packing is lossless
+
+
+def _sparse_matmul_model(bs: fmt.BlockSparse, scale: np.ndarray) -> onnx.ModelProto:
+    inits = fmt.initializers(bs, "w", TensorProto.INT8) + [
+        numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+        numpy_helper.from_array(np.array(128, np.uint8), "xz")]
+    nodes = [fmt.expand_node("w", "wq", TensorProto.INT8),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale"], ["wdq"], axis=1),
+             helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xdq"]),
+             helper.make_node("MatMul", ["xdq", "wdq"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", bs.k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", bs.n])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    fmt.ensure_functions(m)
+    return m
+
+
+@pytest.mark.parametrize("corrupt", ["row_high", "ptr_end", "ptr_decreasing"])
+def test_hostile_sparse_model_is_not_claimed_and_fails_cleanly(corrupt):
+    w = _random_block_sparse(32, 16, 4, 1, 0.5)
+    bs = fmt.from_dense(w, 4, 1)
+    if corrupt == "row_high":
+        bs.block_rows[1] = 30000
+    elif corrupt == "ptr_end":
+        bs.col_ptr[-1] = bs.col_ptr[-1] + 5
+    else:
+        bs.col_ptr[3] = bs.col_ptr[4] + 2
+    m = _sparse_matmul_model(bs, np.full(16, 0.01, np.float32))
+    x = np.ones((2, 32), np.float32)
+    cpu = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    fast = ep.session(m.SerializeToString())
+    # the onnxq EP validates before claiming, so it leaves the node to onnxruntime ...
+    assert fmt.PLAIN_FUNCTION not in [n.split(":")[0] for n in ep.assigned_nodes(fast).get(EP, [])]
+    if corrupt == "row_high":
+        # ... whose ScatterND rejects the out-of-range block with a clear error (never a wild read)
+        for sess in (cpu, fast):
+            with pytest.raises(Exception, match="(?i)indice|index|bound|range"):
+                sess.run(None, {"x": x})
+    else:
+        # ... whose standard-op expansion ignores the inconsistent pointer (it is defined behaviour there), and the
+        # EP session gives exactly what stock onnxruntime gives
+        np.testing.assert_array_equal(fast.run(None, {"x": x})[0], cpu.run(None, {"x": x})[0])
+
+
+def test_sparse_fp8_model_runs_with_the_ep():
+    """FP8 block-sparse weights: the EP claims them and runs its dense FP8 kernel (no sparse FP8 kernel yet)."""
+    if len(_kernels.fp8_gemm_kernels()) == 1:
+        os.environ.setdefault("ONNXQ_FP8_KERNEL", "ref")
+    rng = np.random.default_rng(0)
+    k, n = 64, 32
+    w = _random_block_sparse(k, n, 4, 1, 0.8, np.float32).astype(ml_dtypes.float8_e4m3fn)
+    bs = fmt.from_dense(w.view(np.uint8), 4, 1)
+    scale = rng.uniform(0.01, 0.02, n).astype(np.float32)
+    inits = fmt.initializers(bs, "w", TensorProto.FLOAT8E4M3FN) + [numpy_helper.from_array(scale, "w_scale")]
+    nodes = [fmt.expand_node("w", "wq", TensorProto.FLOAT8E4M3FN),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale"], ["wdq"], axis=1),
+             helper.make_node("MatMul", ["x", "wdq"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    fmt.ensure_functions(m)
+    onnx.checker.check_model(m, full_check=True)
+    x = rng.standard_normal((5, k)).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    fast = ep.session(m.SerializeToString())
+    assert "BlockSparseExpandE4M3FN" in [nd.split(":")[0] for nd in ep.assigned_nodes(fast).get(EP, [])]
+    got = fast.run(None, {"x": x})[0]
+    wdq = w.astype(np.float64) * scale
+    bound = 2.0**-8 * (np.abs(x.astype(np.float64)) @ np.abs(wdq)) + 1e-6
+    assert np.all(np.abs(got - ref) <= bound)
+
+
+def test_bad_sparsify_arguments():
+    m = tiny_encoder_model(d=64, ffn=256)
+    with pytest.raises(OnnxqError, match="sparsity"):
+        onnxq.sparsify(m, None, onnxq.SparsifyConfig(sparsity=1.5))
+    with pytest.raises(OnnxqError, match="no weight"):
+        onnxq.sparsify(m, None, onnxq.SparsifyConfig(sparsity=0.5, block=(5, 1)))
+    from onnxq.sparse.api import parse_block
+
+    assert parse_block("4x1") == (4, 1)
+    with pytest.raises(OnnxqError, match="block"):
+        parse_block("4by1")

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Block-sparse INT8 MatMul benchmark: the onnxq sparse kernel vs stock onnxruntime's dense INT8, the onnxq dense
+kernel and (optionally) DeepSparse 1.8, at 70/80/90/95% 4x1 block sparsity (see onnxq/bench_sparse.py).
+
+    python tools/bench_sparse.py --out docs/bench                       # without DeepSparse
+    python3 -m venv /tmp/dsenv && /tmp/dsenv/bin/pip install deepsparse==1.8.0
+    python tools/bench_sparse.py --out docs/bench --deepsparse-python /tmp/dsenv/bin/python
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from onnxq.bench_sparse import SHAPES, SPARSITIES, SparseBenchConfig, markdown, run_sparse_bench, write_outputs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench_out")
+    ap.add_argument("--deepsparse-python", help="python of a virtualenv with deepsparse==1.8.0")
+    ap.add_argument("--threads", type=int, action="append", help="thread counts (default 1)")
+    ap.add_argument("--sparsity", type=float, action="append", help="sparsities (default 0.7 0.8 0.9 0.95)")
+    ap.add_argument("--quick", action="store_true", help="one shape, 3 passes")
+    args = ap.parse_args()
+    cfg = SparseBenchConfig(
+        shapes=SHAPES[:1] if args.quick else SHAPES,
+        sparsities=args.sparsity or SPARSITIES,
+        threads=args.threads or (1,),
+        passes=3 if args.quick else 7,
+        deepsparse_python=args.deepsparse_python,
+    )
+    report = run_sparse_bench(cfg, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    paths = write_outputs(report, Path(args.out))
+    print(markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

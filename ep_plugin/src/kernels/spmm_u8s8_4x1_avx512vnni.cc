@@ -3,7 +3,8 @@
 // Activations are repacked once per call into token tiles [K/4][128 tokens][4 K]. For one output column and one
 // token tile, each kept 4 x 1 block is a single 32-bit broadcast (its 4 int8 weights) multiplied into 8 zmm
 // accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
-// vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck). The 64 results of a
+// vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck). K is walked in chunks of 48 groups
+// (24 KiB of the tile) so the activations a column's blocks touch stay in L1; int32 sums carry across chunks. The 64 results of a
 // column land in a column-major scratch with the fused epilogue applied, then are transposed into C's rows.
 #include <immintrin.h>
 
@@ -71,30 +72,43 @@ void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int
   constexpr int V = T / 16;  // accumulators per column
   const int64_t groups = B.K / 4, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
   const __m512i za = _mm512_set1_epi32(a.a_zero_point);
-  thread_local std::vector<float> scratch;  // [ncols][T]
+  thread_local std::vector<float> scratch;  // [ncols][T] results
+  thread_local std::vector<int32_t> partial;  // [ncols][T] int32 sums carried between K chunks
   if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.resize(static_cast<size_t>(ncols * T));
+  if (B.chunks > 1 && partial.size() < static_cast<size_t>(ncols * T)) partial.resize(static_cast<size_t>(ncols * T));
+  const int64_t ncol_all = B.N + 1;  // bn == 1
   for (int64_t t = 0; t < tiles; ++t) {
     const uint8_t* tile = a_packed + t * groups * T * 4;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      __m512i c[V];
-      for (int v = 0; v < V; ++v) c[v] = _mm512_setzero_si512();
-      const int32_t end = B.col_ptr[n + 1];
-      for (int32_t i = B.col_ptr[n]; i < end; ++i) {
-        int32_t wv;
-        std::memcpy(&wv, B.values.data() + static_cast<size_t>(i) * 4, 4);
-        const __m512i w = _mm512_set1_epi32(wv);
-        const uint8_t* ap = tile + static_cast<int64_t>(B.block_rows[i]) * T * 4;
-        for (int v = 0; v < V; ++v) c[v] = _mm512_dpbusd_epi32(c[v], _mm512_loadu_si512(ap + v * 64), w);
-      }
-      // sum (a - za) w = sum a w - za * colsum(w)
-      const __m512i off = _mm512_mullo_epi32(za, _mm512_set1_epi32(B.col_sum[n]));
-      const __m512 scale = _mm512_set1_ps(a.epilogue.scale[n]);
-      const __m512 bias = _mm512_set1_ps(a.epilogue.bias != nullptr ? a.epilogue.bias[n] : 0.0f);
-      float* dst = scratch.data() + (n - n_begin) * T;
-      for (int v = 0; v < V; ++v) {
-        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[v], off)), scale);
-        if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
-        _mm512_storeu_ps(dst + v * 16, f);
+    for (int64_t c = 0; c < B.chunks; ++c) {
+      const bool first = c == 0, last = c + 1 == B.chunks;
+      const int32_t* begin_ptr = B.chunk_ptr.data() + c * ncol_all;
+      const int32_t* end_ptr = B.chunk_ptr.data() + (c + 1) * ncol_all;
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        __m512i acc[V];
+        int32_t* part = partial.data() + (n - n_begin) * T;
+        for (int v = 0; v < V; ++v) acc[v] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(part + v * 16);
+        const int32_t end = end_ptr[n];
+        for (int32_t i = begin_ptr[n]; i < end; ++i) {
+          int32_t wv;
+          std::memcpy(&wv, B.values.data() + static_cast<size_t>(i) * 4, 4);
+          const __m512i w = _mm512_set1_epi32(wv);
+          const uint8_t* ap = tile + static_cast<int64_t>(B.block_rows[i]) * T * 4;
+          for (int v = 0; v < V; ++v) acc[v] = _mm512_dpbusd_epi32(acc[v], _mm512_loadu_si512(ap + v * 64), w);
+        }
+        if (!last) {
+          for (int v = 0; v < V; ++v) _mm512_storeu_si512(part + v * 16, acc[v]);
+          continue;
+        }
+        // sum (a - za) w = sum a w - za * colsum(w)
+        const __m512i off = _mm512_mullo_epi32(za, _mm512_set1_epi32(B.col_sum[n]));
+        const __m512 scale = _mm512_set1_ps(a.epilogue.scale[n]);
+        const __m512 bias = _mm512_set1_ps(a.epilogue.bias != nullptr ? a.epilogue.bias[n] : 0.0f);
+        float* dst = scratch.data() + (n - n_begin) * T;
+        for (int v = 0; v < V; ++v) {
+          __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], off)), scale);
+          if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
+          _mm512_storeu_ps(dst + v * 16, f);
+        }
       }
     }
     // column-major scratch -> rows of C, 16 x 16 at a time

@@ -31,6 +31,20 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
     s.block_rows[i] = block_rows[i];
   }
   s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
+  // per-chunk starting block of every column (block rows ascend within a column: checked here)
+  const int64_t ncol = N / bn;
+  s.chunks = (kb + kSpmmChunkGroups - 1) / kSpmmChunkGroups;
+  s.chunk_ptr.assign(static_cast<size_t>((s.chunks + 1) * (ncol + 1)), 0);
+  for (int64_t j = 0; j < ncol; ++j) {
+    int32_t i = s.col_ptr[j];
+    for (int64_t c = 0; c <= s.chunks; ++c) {
+      while (i < s.col_ptr[j + 1] && s.block_rows[i] < c * kSpmmChunkGroups) {
+        if (i > s.col_ptr[j] && s.block_rows[i] <= s.block_rows[i - 1]) fail("block rows of a column are not ascending");
+        ++i;
+      }
+      s.chunk_ptr[c * (ncol + 1) + j] = i;
+    }
+  }
   s.col_sum.assign(static_cast<size_t>(N), 0);
   for (int64_t j = 0; j < N / bn; ++j)
     for (int32_t i = s.col_ptr[j]; i < s.col_ptr[j + 1]; ++i)

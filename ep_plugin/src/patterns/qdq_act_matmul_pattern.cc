@@ -1,5 +1,7 @@
 #include "patterns/qdq_act_matmul_pattern.h"
 
+#include <cmath>
+
 #include "patterns/graph_utils.h"
 
 namespace onnxq {
@@ -23,6 +25,10 @@ std::optional<QdqActMatMulSpec> MatchQdqActMatMul(const Ort::ConstNode& matmul, 
     const bool a_fp8 = qdq::IsFp8(spec.a.type), b_fp8 = qdq::IsFp8(spec.b.type);
     if (a_fp8 != b_fp8) throw NoMatch{"one side FP8, the other integer"};
     spec.fp8 = a_fp8;
+    // One combined scale a_scale * b_scale multiplies the exact sum: if it overflows float, a zero sum would give
+    // 0 * inf = NaN where onnxruntime gives 0 (found by tools/fuzz; tests/test_hardening_ep.py).
+    if (!std::isfinite(spec.a.dequantize_scale * spec.b.dequantize_scale))
+      throw NoMatch{"scale a x scale b overflows float"};
     if (spec.fp8 && !fp8_supported) throw NoMatch{"FP8 needs AVX512-BF16 + VBMI on this CPU"};
     const auto ra = graph::Shape(inputs[0]), rb = graph::Shape(inputs[1]);
     if (!ra || !rb || ra->size() < 2 || rb->size() < 2) throw NoMatch{"inputs of unknown rank or rank < 2"};

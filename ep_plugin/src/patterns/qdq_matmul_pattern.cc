@@ -199,6 +199,11 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
                                                                        : QdqMatMulSpec::InputKind::kFloatQuantizeInKernel;
     spec.input_name = in.input_name;
     nodes.insert(nodes.end(), in.nodes.begin(), in.nodes.end());
+    // The kernels apply one combined scale, activation_scale * weight_scale[n], to the exact sum. Where that product
+    // overflows float, a zero sum gives 0 * inf = NaN while onnxruntime (dequantize, then multiply) gives 0: such
+    // groups stay with onnxruntime. (Found by tools/fuzz; tests/test_hardening_ep.py.)
+    for (const float ws_n : spec.weight_scale)
+      if (!std::isfinite(spec.activation_scale * ws_n)) throw NoMatch{"activation scale x weight scale overflows float"};
   }
   if (!IsNull(sparse_node)) nodes.push_back(sparse_node);
   nodes.push_back(dq_w);

@@ -268,3 +268,31 @@ def test_accuracy_target_falls_back_the_most_sensitive_layers():
     assert r.layers_quantized == base.layers_quantized - len(r.fallbacks)
     for f in r.fallbacks:
         assert r.skipped[f["layer"]] == "kept in float for accuracy"
+
+
+def test_over_2gib_code_paths(tmp_path: Path, monkeypatch):
+    """Models over protobuf's 2 GiB take other routes (calibration session from a private temporary directory,
+    checker on a skeleton, external data out); force them with a tiny limit and check the result and that
+    nothing is left behind, in the CWD or the temporary directory."""
+    import tempfile
+
+    import onnxq.calibration.runner as runner
+    import onnxq.model_io as model_io
+    import onnxq.passes.finalize as finalize
+
+    monkeypatch.setattr(runner, "_PROTOBUF_LIMIT", 1000)
+    monkeypatch.setattr(finalize, "_PROTOBUF_LIMIT", 1000)
+    monkeypatch.setattr(model_io, "_PROTOBUF_LIMIT", 1000)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.chdir(tmp_path)
+    m = matmul_chain(k=64, n=96)
+    feeds = float_feeds(m, 2, b=2, s=3)
+    out = tmp_path / "big.onnx"
+    onnxq.quantize(m, out, onnxq.QuantConfig(), feeds)
+    assert (tmp_path / "big.onnx.data").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "tmpdir"]
+    assert list(scratch.iterdir()) == []
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert _cos(_run(m, feeds[0])[0], sess.run(None, feeds[0])[0]) > 0.995

@@ -36,6 +36,16 @@ def _parse_dims(items: Sequence[str]) -> dict[str, int]:
     return dims
 
 
+def _check_output_path(path: str) -> None:
+    """Fail before any work if `path` cannot be an output file (so an error never follows a written model)."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise OnnxqError(f"{p}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise OnnxqError(f"{p}: directory {parent} does not exist")
+
+
 def _write_json(path: str, payload: dict) -> None:
     from onnxq.reporting import write_text_atomic
 
@@ -155,6 +165,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     data = list(args.data) if args.data else None
     if data is not None and len(data) == 1:
         data = data[0]
+    if args.report:
+        _check_output_path(args.report)
     report = quantize(args.model, args.output, cfg, data, synthetic_samples=args.synthetic_calibration or 0,
                       synthetic_dims=_parse_dims(args.dim))
     print(format_quant_report(report))

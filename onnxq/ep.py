@@ -119,7 +119,9 @@ def session(
     """An ``onnxruntime.InferenceSession`` with the onnxq EP first and the CPU provider second."""
     so = session_options(options, provider_options)
     src = model if isinstance(model, bytes) else os.fspath(model)
-    return ort.InferenceSession(src, sess_options=so)
+    # enable_fallback=0: on an EP error onnxruntime's Python layer would print to stdout and rebuild the session
+    # on the CPU provider alone, in the middle of Run() calls other threads may be making; report errors instead
+    return ort.InferenceSession(src, sess_options=so, enable_fallback=0)
 
 
 def assigned_nodes(sess: ort.InferenceSession) -> dict[str, list[str]]:

@@ -63,7 +63,10 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str], *, external
         raise OnnxqError(f"{out}: directory {parent} is not writable")
     if external_data is None:
         external_data = model.ByteSize() >= _PROTOBUF_LIMIT
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:  # read-only file system, no permission (even for root: /proc, /sys)
+        raise OnnxqError(f"{out}: cannot write in {parent} ({e.strerror})") from e
     os.close(fd)
     tmp_data: str | None = None
     try:
@@ -90,10 +93,12 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str], *, external
             onnx.save_model(model, tmp)
         set_default_mode(tmp)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         for t in (tmp, tmp_data):
             if t and os.path.exists(t):
                 os.unlink(t)
+        if isinstance(e, OSError):  # disk full, file too large, I/O error: one line, nothing left behind
+            raise OnnxqError(f"{out}: writing the model failed ({e.strerror or e}); nothing was written") from e
         raise
     return out
 

@@ -29,8 +29,10 @@ def write_text_atomic(path: Path, text: str) -> Path:
             f.write(text)
         set_default_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # disk full, file too large: one line, nothing left behind
+            raise OnnxqError(f"{path}: writing failed ({e.strerror or e}); nothing was written") from e
         raise
     return path

@@ -120,6 +120,13 @@ def _upgrade_opset(m: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     current = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
     if current is None:
         raise OnnxqError("the model imports no default-domain (ai.onnx) opset; cannot quantize it")
+    newest = onnx.defs.onnx_opset_version()
+    if current > newest:  # else it would be written out unchanged, and onnxruntime refuses such a file
+        raise OnnxqError(f"the model's ai.onnx opset {current} is newer than the newest this onnx knows ({newest}); "
+                         f"re-export it with opset {opset}..{newest}")
+    if m.ir_version > onnx.IR_VERSION:  # else onnx.checker fails on the output and it looks like onnxq's bug
+        raise OnnxqError(f"the model's IR version {m.ir_version} is newer than the newest this onnx knows "
+                         f"({onnx.IR_VERSION}); re-export it with an older exporter or a newer onnx")
     if current < opset:
         try:
             m = onnx.version_converter.convert_version(m, opset)

@@ -119,6 +119,8 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
         if _is_float_const(b):
             if b.values.ndim != 2:
                 return f"constant MatMul operand is {b.values.ndim}-D (only 2-D weights are quantized)"
+            if b.values.size == 0:  # onnxruntime's fused Q/DQ MatMul leaves a K = 0 output uninitialized
+                return "weight is empty (a zero-size dim); left in float"
             if not np.all(np.isfinite(b.values)):
                 return "weight holds NaN or infinity; left in float"
             plan.weights.append(WeightTarget(node.name, node.op, 1, b.name, 1))
@@ -136,6 +138,8 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
     if node.op == "Gemm":
         if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim != 2:
             return "Gemm weight is not a constant 2-D float tensor"
+        if ins[1].values.size == 0:
+            return "weight is empty (a zero-size dim); left in float"
         act_ok = not node.attrs.get("transA", 0)
         if not np.all(np.isfinite(ins[1].values)):
             return "weight holds NaN or infinity; left in float"

@@ -15,11 +15,20 @@ class AlignedBuffer {
   explicit AlignedBuffer(size_t count) { Reset(count); }
   void Reset(size_t count) {
     count_ = count;
+    capacity_ = count;
     const size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
     void* p = bytes == 0 ? nullptr : std::aligned_alloc(64, bytes);
     if (bytes != 0 && p == nullptr) throw std::bad_alloc();
     if (p != nullptr) std::memset(p, 0, bytes);
     data_.reset(static_cast<T*>(p));
+  }
+  // Keeps the allocation when it is large enough (contents are then left as they were, not zeroed).
+  void EnsureSize(size_t count) {
+    if (count > capacity_) {
+      Reset(count);
+      capacity_ = count;
+    }
+    count_ = count;
   }
   T* data() { return data_.get(); }
   const T* data() const { return data_.get(); }
@@ -33,6 +42,7 @@ class AlignedBuffer {
   };
   std::unique_ptr<T, Free> data_;
   size_t count_ = 0;
+  size_t capacity_ = 0;
 };
 
 }  // namespace onnxq::kernels

@@ -88,6 +88,13 @@ const QGemmU8S8Kernel* FindQGemmU8S8Kernel(const char* name);
 PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K, int64_t N,
                               const int8_t* b_zero_point, int64_t b_zero_point_len);
 
+// Per-call packing for activation x activation products: reuses `out`'s storage (no allocation once warm) and
+// uses a vector path for the VNNI / AMX layouts. `zero_point` is per tensor.
+void RepackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K, int64_t N, int8_t zero_point,
+                     PackedWeightsS8* out);
+// The vector path (AVX-512 BW), defined in qgemm_u8s8_avx512vnni.cc; `out` is already sized and has K, N set.
+void RepackK4N64Avx512(const int8_t* b, int64_t K, int64_t N, PackedWeightsS8* out);
+
 // Per-variant entry points (defined in their own files; null when the variant is not compiled in).
 const QGemmU8S8Kernel& QGemmU8S8RefKernel();
 const QGemmU8S8Kernel* QGemmU8S8Avx2Kernel();

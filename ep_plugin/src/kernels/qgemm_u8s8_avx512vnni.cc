@@ -169,6 +169,44 @@ void ComputeAvx512Vnni(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, i
   }
 }
 
+}  // namespace
+
+// Interleaves 4 K-rows x 16 columns into the VNNI layout with 128-bit unpacks, writing pads as zeros, then sums
+// each column with vpdpbusd against ones.
+void RepackK4N64Avx512(const int8_t* b, int64_t K, int64_t N, PackedWeightsS8* out) {
+  const int64_t groups = out->k_padded / 4, panels = (N + 63) / 64;
+  int8_t* dst = out->data.data();
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t pn = 0; pn < panels; ++pn) {
+    for (int64_t c0 = 0; c0 < 64; c0 += 16) {
+      const int64_t col = pn * 64 + c0;
+      const int64_t cnt = N - col <= 0 ? 0 : (N - col < 16 ? N - col : 16);
+      const __mmask16 m = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
+      for (int64_t g = 0; g < groups; ++g) {
+        __m128i r[4];
+        for (int j = 0; j < 4; ++j) {
+          const int64_t k = g * 4 + j;
+          r[j] = (k < K && cnt > 0) ? _mm_maskz_loadu_epi8(m, b + k * N + col) : _mm_setzero_si128();
+        }
+        const __m128i t0 = _mm_unpacklo_epi8(r[0], r[1]), t1 = _mm_unpackhi_epi8(r[0], r[1]);
+        const __m128i t2 = _mm_unpacklo_epi8(r[2], r[3]), t3 = _mm_unpackhi_epi8(r[2], r[3]);
+        int8_t* d = dst + ((pn * groups + g) * 64 + c0) * 4;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm_unpacklo_epi16(t0, t2));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 16), _mm_unpackhi_epi16(t0, t2));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 32), _mm_unpacklo_epi16(t1, t3));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 48), _mm_unpackhi_epi16(t1, t3));
+      }
+      if (cnt == 0) continue;
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t g = 0; g < groups; ++g)
+        sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(dst + ((pn * groups + g) * 64 + c0) * 4));
+      _mm512_mask_storeu_epi32(out->col_sum.data() + col, m, sum);
+    }
+  }
+}
+
+namespace {
+
 const QGemmU8S8Kernel kAvx512Vnni{"avx512vnni", WeightLayoutS8::kPanelsK4N64, kNR, kMR, ComputeAvx512Vnni};
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Weight packing for the u8 x s8 GEMM family (scalar: runs once per weight at session creation).
 #include <stdexcept>
 
+#include "kernels/cpu_features.h"
 #include "kernels/qgemm_u8s8.h"
 
 namespace onnxq::kernels {
@@ -56,6 +57,29 @@ PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K,
     }
   }
   return p;
+}
+
+}  // namespace onnxq::kernels
+
+namespace onnxq::kernels {
+
+void RepackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K, int64_t N, int8_t zero_point,
+                     PackedWeightsS8* out) {
+  const bool vnni_layout = layout == WeightLayoutS8::kPanelsK4N64 || layout == WeightLayoutS8::kPanelsK4N64Amx;
+  if (!vnni_layout || !GetCpuFeatures().avx512bw) {
+    *out = PackWeightsS8(layout, b, K, N, &zero_point, 1);
+    return;
+  }
+  out->K = K;
+  out->N = N;
+  out->layout = layout;
+  out->panel_width = 64;
+  out->k_padded = layout == WeightLayoutS8::kPanelsK4N64Amx ? RoundUp(K, 64) : RoundUpK(K);
+  out->data.EnsureSize(static_cast<size_t>((N + 63) / 64 * out->k_padded * 64));
+  out->zero_point.assign(static_cast<size_t>(N), zero_point);
+  out->has_zero_point = zero_point != 0;
+  out->col_sum.resize(static_cast<size_t>(N));
+  RepackK4N64Avx512(b, K, N, out);  // writes every byte of the panels (pads included) and the column sums
 }
 
 }  // namespace onnxq::kernels

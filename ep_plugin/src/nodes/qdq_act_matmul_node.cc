@@ -63,9 +63,9 @@ int64_t OperandBatch(int64_t p, const std::vector<int64_t>& out_batch, const std
 }
 
 // u8-domain values of one operand (INT8 path), contiguous.
-void ToU8(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, kernels::QuantizeLinearU8Fn quantize,
-          size_t offset, size_t n, uint8_t* dst) {
-  const auto type = v.GetTensorTypeAndShapeInfo().GetElementType();
+// (`type` is looked up once per Compute: each GetTensorTypeAndShapeInfo call allocates.)
+void ToU8(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, ONNXTensorElementDataType type,
+          kernels::QuantizeLinearU8Fn quantize, size_t offset, size_t n, uint8_t* dst) {
   if (s.kind == qdq::QuantizedInput::Kind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
     quantize(v.GetTensorData<float>() + offset, n, s.quantize_scale, s.quantize_zero_point_u8, dst);
@@ -79,9 +79,8 @@ void ToU8(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, kernels::Qu
 }
 
 // bf16 values of one operand (FP8 path), contiguous.
-void ToBf16(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, bool fast, size_t offset, size_t n,
-            uint16_t* dst) {
-  const auto type = v.GetTensorTypeAndShapeInfo().GetElementType();
+void ToBf16(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, ONNXTensorElementDataType type, bool fast,
+            size_t offset, size_t n, uint16_t* dst) {
   if (s.kind == qdq::QuantizedInput::Kind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
     (fast ? kernels::QuantizeFp8ToBf16Avx512 : kernels::QuantizeFp8ToBf16Ref)(v.GetTensorData<float>() + offset, n,
@@ -114,6 +113,10 @@ void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
   if (a_.input_index >= n_inputs || b_.input_index >= n_inputs) throw std::runtime_error("MatMul input missing");
   Ort::ConstValue a = context.GetInput(a_.input_index);
   Ort::ConstValue b = context.GetInput(b_.input_index);
+  if (static_cast<const OrtValue*>(a) == nullptr || !a.IsTensor())
+    throw std::runtime_error("input is missing or not a tensor");
+  if (static_cast<const OrtValue*>(b) == nullptr || !b.IsTensor())
+    throw std::runtime_error("input is missing or not a tensor");
   const std::vector<int64_t> sa = a.GetTensorTypeAndShapeInfo().GetShape();
   const std::vector<int64_t> sb = b.GetTensorTypeAndShapeInfo().GetShape();
   if (sa.size() < 2 || sb.size() < 2) throw std::runtime_error("activation MatMul needs inputs of rank >= 2");
@@ -126,6 +129,9 @@ void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
   out_shape.push_back(M);
   out_shape.push_back(N);
   Ort::UnownedValue output = context.GetOutput(0, out_shape);
+  // onnxruntime hands out no buffer for an output nothing reads (e.g. a hostile file dropped it from the graph
+  // outputs): a null value, whose data pointer must not be taken. Nothing to compute then. (tools/fuzz)
+  if (static_cast<OrtValue*>(output) == nullptr) return;
   float* out = output.GetTensorMutableData<float>();
   int64_t batches = 1;
   for (int64_t d : batch) batches *= d;
@@ -148,20 +154,29 @@ void QdqActMatMulNode::ComputeInt8(Ort::ConstValue a, Ort::ConstValue b, const s
   for (int64_t d : batch) batches *= d;
   const std::vector<float> scale(static_cast<size_t>(N), scale_);
   const int8_t b_zero_point = static_cast<int8_t>(b_.zero_point_u8 - 128);
+  const ONNXTensorElementDataType ta = a.GetTensorTypeAndShapeInfo().GetElementType();
+  const ONNXTensorElementDataType tb = b.GetTensorTypeAndShapeInfo().GetElementType();
   auto one = [&](int64_t p, ThreadPool* inner) {
     const int64_t ia = OperandBatch(p, batch, sa), ib = OperandBatch(p, batch, sb);
     const int64_t lda = kernels::RoundUp(K, int8_kernel_->k_align);
     thread_local std::vector<uint8_t> a_u8, b_u8;
     thread_local std::vector<int8_t> b_s8;
     a_u8.resize(static_cast<size_t>(kernels::RoundUp(M, int8_kernel_->m_align) * lda));
-    for (int64_t m = 0; m < M; ++m)
-      ToU8(a_, a, quantize_u8_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K), a_u8.data() + m * lda);
+    if (lda == K) {
+      ToU8(a_, a, ta, quantize_u8_, static_cast<size_t>(ia * M * K), static_cast<size_t>(M * K), a_u8.data());
+    } else {
+      for (int64_t m = 0; m < M; ++m)
+        ToU8(a_, a, ta, quantize_u8_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
+             a_u8.data() + m * lda);
+    }
     b_u8.resize(static_cast<size_t>(K * N));
-    ToU8(b_, b, quantize_u8_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_u8.data());
+    ToU8(b_, b, tb, quantize_u8_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_u8.data());
     b_s8.resize(b_u8.size());
-    for (size_t i = 0; i < b_u8.size(); ++i) b_s8[i] = static_cast<int8_t>(b_u8[i] ^ 0x80u);
-    const kernels::PackedWeightsS8 packed =
-        kernels::PackWeightsS8(int8_kernel_->layout, b_s8.data(), K, N, &b_zero_point, 1);
+    const uint8_t* bu = b_u8.data();
+    int8_t* bs = b_s8.data();
+    for (size_t i = 0, n8 = b_u8.size(); i < n8; ++i) bs[i] = static_cast<int8_t>(bu[i] ^ 0x80u);
+    thread_local kernels::PackedWeightsS8 packed;  // storage reused across heads and runs
+    kernels::RepackWeightsS8(int8_kernel_->layout, b_s8.data(), K, N, b_zero_point, &packed);
     kernels::QGemmU8S8Args args;
     args.M = M;
     args.A = a_u8.data();
@@ -190,6 +205,8 @@ void QdqActMatMulNode::ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const st
   int64_t batches = 1;
   for (int64_t d : batch) batches *= d;
   const std::vector<float> scale(static_cast<size_t>(N), scale_);
+  const ONNXTensorElementDataType ta = a.GetTensorTypeAndShapeInfo().GetElementType();
+  const ONNXTensorElementDataType tb = b.GetTensorTypeAndShapeInfo().GetElementType();
   kernels::PackedWeightsFp8 header;  // shape only: B arrives packed as bf16 panels
   header.K = K;
   header.N = N;
@@ -200,12 +217,12 @@ void QdqActMatMulNode::ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const st
     thread_local std::vector<uint16_t> a_bf16, b_bf16, panels;
     a_bf16.resize(static_cast<size_t>(M * lda));
     for (int64_t m = 0; m < M; ++m) {
-      ToBf16(a_, a, fast_fp8_convert_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
+      ToBf16(a_, a, ta, fast_fp8_convert_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
              a_bf16.data() + m * lda);
       if (lda > K) a_bf16[m * lda + K] = 0;
     }
     b_bf16.resize(static_cast<size_t>(K * N));
-    ToBf16(b_, b, fast_fp8_convert_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_bf16.data());
+    ToBf16(b_, b, tb, fast_fp8_convert_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_bf16.data());
     panels.resize(kernels::Bf16PanelsSize(K, N));
     kernels::PackBf16Panels(b_bf16.data(), K, N, N, panels.data());
     kernels::GemmBf16Fp8Args args;

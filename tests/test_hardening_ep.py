@@ -140,6 +140,14 @@ def _act_broadcast_huge(m: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def _dangling(m: onnx.ModelProto, keep: str) -> onnx.ModelProto:
+    """The claimed group's output is read by nothing: onnxruntime gives the EP a null output value (found by the
+    fuzzer; the EP dereferenced it and crashed the process)."""
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info(keep, TensorProto.FLOAT, None))
+    return m
+
+
 CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     # weight scale / zero point lengths that do not match the weight
     "w-scale-N+1": lambda: _set(int8(), "w_scale", np.full(9, 0.01, np.float32)),
@@ -186,6 +194,11 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "act-broadcast-to-2^40-outputs": lambda: _act_broadcast_huge(act("u8")),
     # shape claims that lie
     "value-info-lies": lambda: _value_info_lie(int8(rank=3)),
+    # a claimed group whose output nothing reads (null output value)
+    "unused-output-int8-gemm": lambda: _dangling(int8(), "x_dq"),
+    "unused-output-int8-matmul": lambda: _dangling(int8(bias=False), "x_dq"),
+    "unused-output-fp8": lambda: _dangling(fp8(activation_format="e4m3fn"), "x_dq"),
+    "unused-output-act-matmul": lambda: _dangling(act("u8"), "a_dq"),
     # scales whose product overflows float (found by the fuzzer: 0 * inf = NaN where onnxruntime gives 0)
     "scale-product-overflow-weight": lambda: _set(_set(int8(), "x_scale", np.array(3e38, np.float32)), "w_scale",
                                                   np.full(8, 4.0, np.float32)),
@@ -220,6 +233,13 @@ def test_hostile_group_is_left_to_onnxruntime(name: str) -> None:
         assert "QuantizeLinear" not in claimed
         return
     assert not claimed & {"MatMul", "Gemm"}, claimed
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("unused-output")])
+def test_unused_group_output_is_claimed_and_runs(name: str) -> None:
+    """The group is still the EP's (so the null-output path is what runs), and the run succeeds."""
+    outcome = harness.check(CASES[name]().SerializeToString(), strict=True)
+    assert outcome.label == "ran" and {"MatMul", "Gemm"} & set(outcome.claimed), outcome
 
 
 def test_scale_product_overflow_regression() -> None:

@@ -12,6 +12,7 @@
 #include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
 #include "nodes/sparse_qdq_matmul_node.h"
+#include "nodes/standalone_qdq_node.h"
 #include "patterns/graph_utils.h"
 
 namespace onnxq {
@@ -111,6 +112,19 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
     Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() +
                                        "' not claimed: " + why_not + "; as activation x activation: " + why_not_act);
   }
+  // Second pass, over what the MatMul groups left: FP8 Q / DQ and quantized-table Gathers.
+  for (const Ort::ConstNode& node : graph.GetNodes()) {
+    if (claimed.count(node) != 0) continue;
+    if (!graph::IsOp(node, "QuantizeLinear") && !graph::IsOp(node, "DequantizeLinear") && !graph::IsOp(node, "Gather"))
+      continue;
+    std::string why_not;
+    std::optional<StandaloneQdqSpec> spec = MatchStandaloneQdq(node, fp8, &why_not);
+    if (!spec || !add_group(spec->nodes)) continue;
+    spec->nodes.clear();
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string key = spec->key;
+    pending_standalone_.insert_or_assign(key, std::move(*spec));
+  }
 }
 
 OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** graphs, const OrtNode** fused_nodes,
@@ -133,9 +147,12 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
   for (size_t i = 0; i < count; ++i) {
     Ort::ConstGraph graph{graphs[i]};
     std::string key;
+    std::string standalone_key;
     for (const Ort::ConstNode& node : graph.GetNodes()) {
       if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm")) key = node.GetOutputs().at(0).GetName();
+      if (graph::IsOp(node, "Gather") || standalone_key.empty()) standalone_key = node.GetOutputs().at(0).GetName();
     }
+    if (key.empty()) key = standalone_key;
     const auto fused_inputs = Ort::ConstNode{fused_nodes[i]}.GetInputs();
     auto input_index = [&](const std::string& name) {
       for (size_t j = 0; j < fused_inputs.size(); ++j)
@@ -162,6 +179,11 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         lock.unlock();
         node = std::make_unique<QdqActMatMulNode>(spec, input_index(spec.a.input_name), input_index(spec.b.input_name),
                                                   pool_.get());
+      } else if (auto it3 = pending_standalone_.find(key); it3 != pending_standalone_.end()) {
+        StandaloneQdqSpec spec = std::move(it3->second);
+        pending_standalone_.erase(it3);
+        lock.unlock();
+        node = std::make_unique<StandaloneQdqNode>(spec, input_index(spec.input_name));
       } else {
         throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
       }

@@ -9,6 +9,7 @@
 #include "ort_api.h"
 #include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
+#include "patterns/qdq_standalone_pattern.h"
 #include "runtime/thread_pool.h"
 
 namespace onnxq {
@@ -44,6 +45,7 @@ class OnnxqEp : public OrtEp {
   std::mutex mutex_;
   std::map<std::string, QdqMatMulSpec> pending_;
   std::map<std::string, QdqActMatMulSpec> pending_act_;
+  std::map<std::string, StandaloneQdqSpec> pending_standalone_;
   std::unique_ptr<ThreadPool> pool_;
 };
 

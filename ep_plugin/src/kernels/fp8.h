@@ -38,4 +38,11 @@ void ConvertToBf16Avx512(const float* x, size_t n, uint16_t* y);
 void QuantizeFp8ToBf16Ref(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y);
 void QuantizeFp8ToBf16Avx512(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y);
 
+// QuantizeLinear(saturate=1) of x / scale to FP8 bytes (the reference is FloatToFp8Saturate per element).
+void QuantizeFp8Ref(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y);
+void QuantizeFp8Avx512(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y);
+// DequantizeLinear of FP8 bytes: float(v) * scale.
+void DequantizeFp8Ref(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y);
+void DequantizeFp8Avx512(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y);
+
 }  // namespace onnxq::kernels

@@ -45,6 +45,68 @@ inline __m512i QuantizeFp8Bits(__m512 v, const Fp8Consts& c) {
 
 }  // namespace
 
+namespace {
+
+// FP8 byte of each lane's saturate(round(v)): the same rounding as QuantizeFp8Bits, then the FP8 encoding.
+inline __m128i QuantizeFp8Bytes(__m512 v, const Fp8Consts& c, int mant_bits, int bias) {
+  const __m512i vb = _mm512_castps_si512(v);
+  const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(vb, 24), _mm512_set1_epi32(0x80));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  __m512 a = _mm512_min_ps(_mm512_abs_ps(v), c.max);
+  __m512i b = _mm512_castps_si512(a);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, c.drop), _mm512_set1_epi32(1));
+  b = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, c.round_base), lsb), c.keep_mask);
+  const __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(b, 23), _mm512_set1_epi32(127 - bias));
+  const __m512i mant = _mm512_and_si512(_mm512_srli_epi32(b, c.drop), _mm512_set1_epi32((1 << mant_bits) - 1));
+  __m512i mag = _mm512_or_si512(_mm512_slli_epi32(e, mant_bits), mant);
+  const __m512i sub = _mm512_cvtps_epi32(
+      _mm512_roundscale_ps(_mm512_mul_ps(a, c.inv_quantum), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  mag = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(a, c.min_normal, _CMP_LT_OQ), mag, sub);
+  mag = _mm512_mask_blend_epi32(nan, mag, _mm512_set1_epi32(0x7F));
+  return _mm512_cvtepi32_epi8(_mm512_or_si512(mag, sign));
+}
+
+Fp8Consts MakeConsts(Fp8Format f) {
+  const bool e4m3 = f == Fp8Format::kE4M3FN;
+  Fp8Consts c;
+  c.drop = e4m3 ? 20 : 21;
+  c.max = _mm512_set1_ps(e4m3 ? 448.0f : 57344.0f);
+  c.min_normal = _mm512_set1_ps(e4m3 ? 0x1p-6f : 0x1p-14f);
+  c.quantum = _mm512_set1_ps(e4m3 ? 0x1p-9f : 0x1p-16f);
+  c.inv_quantum = _mm512_set1_ps(e4m3 ? 0x1p9f : 0x1p16f);
+  c.round_base = _mm512_set1_epi32((1 << (c.drop - 1)) - 1);
+  c.keep_mask = _mm512_set1_epi32(~((1 << c.drop) - 1));
+  return c;
+}
+
+}  // namespace
+
+void QuantizeFp8Avx512(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y) {
+  const Fp8Consts c = MakeConsts(f);
+  const int mant = f == Fp8Format::kE4M3FN ? 3 : 2, bias = f == Fp8Format::kE4M3FN ? 7 : 15;
+  const __m512 vs = _mm512_set1_ps(scale);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     QuantizeFp8Bytes(_mm512_div_ps(_mm512_loadu_ps(x + i), vs), c, mant, bias));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm_mask_storeu_epi8(y + i, m, QuantizeFp8Bytes(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vs), c, mant, bias));
+  }
+}
+
+void DequantizeFp8Avx512(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y) {
+  // 256-entry float table, looked up 16 at a time with a gather (the table stays in L1).
+  alignas(64) float table[256];
+  for (int i = 0; i < 256; ++i) table[i] = Fp8ToFloat(static_cast<uint8_t>(i), f) * scale;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    _mm512_storeu_ps(y + i, _mm512_i32gather_ps(idx, table, 4));
+  }
+  for (; i < n; ++i) y[i] = table[v[i]];
+}
+
 void QuantizeFp8ToBf16Avx512(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y) {
   const bool e4m3 = f == Fp8Format::kE4M3FN;
   Fp8Consts c;

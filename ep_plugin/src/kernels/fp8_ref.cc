@@ -108,4 +108,12 @@ void QuantizeFp8ToBf16Ref(const float* x, size_t n, float scale, Fp8Format f, ui
   for (size_t i = 0; i < n; ++i) y[i] = FloatToBf16(Fp8ToFloat(FloatToFp8Saturate(x[i] / scale, f), f));
 }
 
+void QuantizeFp8Ref(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = FloatToFp8Saturate(x[i] / scale, f);
+}
+
+void DequantizeFp8Ref(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = Fp8ToFloat(v[i], f) * scale;
+}
+
 }  // namespace onnxq::kernels

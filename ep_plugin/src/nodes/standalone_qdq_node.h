@@ -1,0 +1,22 @@
+// Compiled standalone FP8 Q / DQ and fused DQ(table) -> Gather (see patterns/qdq_standalone_pattern.h).
+#pragma once
+#include <cstddef>
+
+#include "nodes/compiled_node.h"
+#include "patterns/qdq_standalone_pattern.h"
+
+namespace onnxq {
+
+class StandaloneQdqNode : public CompiledNode {
+ public:
+  StandaloneQdqNode(const StandaloneQdqSpec& spec, size_t input_index);
+  void Compute(OrtKernelContext* context) const override;
+  const char* kernel_name() const override;
+
+ private:
+  StandaloneQdqSpec spec_;
+  size_t input_index_;
+  bool fast_;
+};
+
+}  // namespace onnxq

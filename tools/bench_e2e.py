@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""End-to-end latency of whole models: stock onnxruntime on the FP32 original, and for every quantized file
+stock onnxruntime and the onnxq EP on that same file — one process, interleaved passes, IOBinding-free plain
+run() with identical feeds, same session options (threads) for all.
+
+    python tools/bench_e2e.py --fp32 minilm.fp32.onnx --model fp8=minilm.fp8.onnx --model int8=minilm.int8.onnx \\
+        --batch 1 --seq 128 --threads 1 --out docs/bench/e2e_minilm
+
+Transformer inputs are filled sensibly by name (input_ids random tokens, attention_mask ones, token_type_ids
+zeros); other inputs get seeded random values. Besides latency it reports, per quantized file, how close the onnxq
+EP's outputs are to stock onnxruntime's on the same file (cosine, max |diff|) and to the FP32 model (cosine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from onnxq import ep
+from onnxq.bench import environment
+from onnxq.reporting import write_text_atomic
+
+
+def feeds_for(sess: ort.InferenceSession, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (batch if j == 0 else seq) for j, d in enumerate(i.shape)]
+        name = i.name.lower()
+        if i.type == "tensor(int64)" or i.type == "tensor(int32)":
+            dt = np.int64 if i.type == "tensor(int64)" else np.int32
+            if "mask" in name:
+                out[i.name] = np.ones(shape, dt)
+            elif "type" in name or "segment" in name:
+                out[i.name] = np.zeros(shape, dt)
+            else:
+                out[i.name] = rng.integers(1000, 5000, shape).astype(dt)
+        else:
+            out[i.name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
+def session(path: str, threads: int, onnxq: bool) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if onnxq:
+        return ep.session(path, options=so, provider_options={"num_threads": str(threads)})
+    return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fp32", required=True)
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=PATH")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--passes", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", help="write OUT.json and OUT.md")
+    args = ap.parse_args()
+    models = dict(m.split("=", 1) for m in args.model)
+    sessions = {"ort fp32": session(args.fp32, args.threads, False)}
+    claims = {}
+    for label, path in models.items():
+        sessions[f"ort {label}"] = session(path, args.threads, False)
+        s = session(path, args.threads, True)
+        sessions[f"onnxq {label}"] = s
+        assigned = ep.assigned_nodes(s)
+        claims[label] = {"onnxq": len(assigned.get(ep.EP_NAME, [])), "total": sum(len(v) for v in assigned.values())}
+    feeds = feeds_for(sessions["ort fp32"], args.batch, args.seq)
+    outs = {k: s.run(None, feeds)[0] for k, s in sessions.items()}
+    for s in sessions.values():
+        s.run(None, feeds)
+    names = list(sessions)
+    per_pass: dict[str, list[float]] = {k: [] for k in names}
+    for p in range(args.passes):
+        for k in names[p % len(names):] + names[: p % len(names)]:
+            samples = []
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                sessions[k].run(None, feeds)
+                samples.append(time.perf_counter() - t0)
+            per_pass[k].append(statistics.median(samples))
+    med = {k: statistics.median(v) * 1e3 for k, v in per_pass.items()}
+    rows = []
+    for label in models:
+        rows.append({
+            "model": label,
+            "claimed": claims[label],
+            "ort_fp32_ms": med["ort fp32"],
+            "ort_same_file_ms": med[f"ort {label}"],
+            "onnxq_ms": med[f"onnxq {label}"],
+            "speedup_vs_ort_fp32": med["ort fp32"] / med[f"onnxq {label}"],
+            "speedup_vs_ort_same_file": med[f"ort {label}"] / med[f"onnxq {label}"],
+            "cosine_onnxq_vs_ort_same_file": cosine(outs[f"onnxq {label}"], outs[f"ort {label}"]),
+            "max_abs_diff_onnxq_vs_ort_same_file": float(np.max(np.abs(outs[f"onnxq {label}"] - outs[f"ort {label}"]))),
+            "cosine_onnxq_vs_fp32": cosine(outs[f"onnxq {label}"], outs["ort fp32"]),
+            "cosine_ort_same_file_vs_fp32": cosine(outs[f"ort {label}"], outs["ort fp32"]),
+        })
+    env = environment()
+    lines = [f"{env['cpu']}, {env['logical_cpus']} logical CPUs, onnxruntime {env['onnxruntime']}, onnxq "
+             f"{env['onnxq']}, {env['date']}; batch {args.batch}, sequence {args.seq}, {args.threads} thread(s); "
+             f"median of {args.passes} interleaved passes x {args.reps} runs; load average {env['loadavg_start']}.",
+             "", "| model | EP claims | ORT FP32 ms | ORT same file ms | onnxq EP ms | vs ORT FP32 | vs ORT same file |"
+             " cos(onnxq, ORT same file) | cos(onnxq, FP32) | cos(ORT same file, FP32) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['claimed']['onnxq']}/{r['claimed']['total']} | {r['ort_fp32_ms']:.2f} | "
+                     f"{r['ort_same_file_ms']:.2f} | {r['onnxq_ms']:.2f} | {r['speedup_vs_ort_fp32']:.2f}× | "
+                     f"{r['speedup_vs_ort_same_file']:.2f}× | {r['cosine_onnxq_vs_ort_same_file']:.6f} | "
+                     f"{r['cosine_onnxq_vs_fp32']:.6f} | {r['cosine_ort_same_file_vs_fp32']:.6f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out.with_suffix(".json"), json.dumps({"args": vars(args), "environment": env,
+                                                                "results": rows}, indent=1) + "\n")
+        write_text_atomic(out.with_suffix(".md"), text)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

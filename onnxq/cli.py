@@ -203,6 +203,42 @@ def format_quant_report(r) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
+def cmd_sparsify(args: argparse.Namespace) -> int:
+    from onnxq.model_io import load_model
+    from onnxq.sparse.api import SparsifyConfig, parse_block, sparsify
+
+    if not 0.0 <= args.sparsity < 1.0:
+        raise OnnxqError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    if args.pack_only and args.no_pack:
+        raise OnnxqError("give either --pack-only or --no-pack, not both")
+    cfg = SparsifyConfig(
+        sparsity=0.0 if args.pack_only else args.sparsity,
+        block=parse_block(args.block),
+        scope=args.scope,
+        exclude=tuple(_split_list(args.exclude)) if args.exclude else (),
+        min_elements=args.min_elements,
+        pack=not args.no_pack,
+        min_pack_sparsity=args.min_pack_sparsity,
+    )
+    _check_output_path(args.output)
+    result = sparsify(load_model(args.model), args.output, cfg)
+    lines = [f"wrote     {args.output}"]
+    if result.prune.weights:
+        lines.append(f"pruned    {len(result.prune.weights)} weights in {cfg.block[0]}x{cfg.block[1]} blocks, "
+                     f"{result.prune.overall_sparsity:.1%} of their values ({cfg.scope})")
+        for w in result.prune.weights[: args.top]:
+            lines.append(f"  {w.initializer}: {w.shape[0]}x{w.shape[1]} {w.sparsity:.1%}")
+    if result.pack.packed:
+        lines.append(f"packed    {len(result.pack.packed)} weights: {result.pack.bytes_ratio:.1%} of their dense bytes")
+    elif cfg.pack:
+        lines.append("packed    nothing (no weight reached --min-pack-sparsity)")
+    skipped = {**result.prune.skipped, **result.pack.skipped}
+    if skipped:
+        lines.append(f"skipped   {len(skipped)}, e.g.: " + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:4]))
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from onnxq.calibration.data import iter_feeds, model_inputs, synthetic_feeds
     from onnxq.compare import compare_models, format_compare
@@ -355,6 +391,28 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     pc.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     pc.set_defaults(func=cmd_compare)
+
+    ps = sub.add_parser(
+        "sparsify", help="block-prune MatMul/Gemm weights and pack them in the compact block-sparse format",
+        description="Prune MatMul/Gemm weights (float, or int8/FP8 behind DequantizeLinear) in whole KxN blocks by "
+        "magnitude, then store each sufficiently sparse weight compactly (blocks + indices) behind a "
+        "com.onnxq BlockSparseExpand node whose ONNX function lets stock onnxruntime run the file; the onnxq EP "
+        "runs INT8 4x1 blocks with its sparse kernel. Works before or after `onnxq quantize`.")
+    ps.add_argument("model", help="input .onnx (float or quantized)")
+    ps.add_argument("-o", "--output", required=True, help="output .onnx")
+    ps.add_argument("--sparsity", type=float, default=0.9, help="share of blocks to zero (default 0.9)")
+    ps.add_argument("--block", default="4x1", help="block shape KxN (default 4x1: four consecutive K of a column)")
+    ps.add_argument("--scope", choices=("per-layer", "global"), default="per-layer",
+                    help="per-layer: every layer to --sparsity (default); global: one magnitude threshold")
+    ps.add_argument("--exclude", action="append", metavar="NAMES",
+                    help="node names or regular expressions to keep dense (comma-separated; repeatable)")
+    ps.add_argument("--min-elements", type=int, default=4096, help="leave smaller weights dense (default 4096)")
+    ps.add_argument("--no-pack", action="store_true", help="only zero the blocks (quantize or fine-tune next)")
+    ps.add_argument("--pack-only", action="store_true", help="prune nothing; pack weights that are already sparse")
+    ps.add_argument("--min-pack-sparsity", type=float, default=0.5,
+                    help="pack a weight only if this share of its blocks is zero (default 0.5)")
+    ps.add_argument("--top", type=int, default=10, help="weights to list (default 10)")
+    ps.set_defaults(func=cmd_sparsify)
     return p
 
 

@@ -288,3 +288,21 @@ def test_bad_sparsify_arguments():
     assert parse_block("4x1") == (4, 1)
     with pytest.raises(OnnxqError, match="block"):
         parse_block("4by1")
+
+
+def test_cli_sparsify_round_trip(tmp_path):
+    from pathlib import Path
+
+    from onnxq.cli import main
+
+    src = Path(__file__).resolve().parent.parent / "sample_models" / "tiny_encoder.int8.onnx"
+    before = src.read_bytes()
+    out = tmp_path / "sparse.onnx"
+    assert main(["sparsify", str(src), "-o", str(out), "--sparsity", "0.8", "--min-elements", "1024",
+                 "--exclude", "ffn.*"]) == 0
+    assert src.read_bytes() == before
+    m = onnx.load(out)
+    assert sum(n.op_type == fmt.PLAIN_FUNCTION for n in m.graph.node) == 4
+    assert main(["sparsify", str(src), "-o", str(tmp_path / "x.onnx"), "--block", "3x1"]) == 1
+    assert not (tmp_path / "x.onnx").exists()
+    assert main(["sparsify", str(src), "-o", str(tmp_path / "y.onnx"), "--sparsity", "1.5"]) == 1

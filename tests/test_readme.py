@@ -16,9 +16,9 @@ def test_readme_starts_with_setup_and_test_commands():
     blocks = _bash_blocks((ROOT / "README.md").read_text())
     main_cmd, test_cmd = blocks[0], blocks[1]
     assert main_cmd.startswith("python3 -m venv .venv && .venv/bin/pip install .")
-    assert "onnxq run sample_models/" in main_cmd
-    sample = re.search(r"sample_models/\S+\.onnx", main_cmd)
-    assert sample and (ROOT / sample.group(0)).is_file()
+    assert "onnxq quantize sample_models/" in main_cmd and "onnxq run " in main_cmd
+    for path in re.findall(r"sample_models/\S+\.(?:onnx|npz)", main_cmd):
+        assert (ROOT / path).is_file(), path
     assert test_cmd.startswith("python3 -m venv .venv") and "pytest" in test_cmd
 
 

@@ -68,6 +68,7 @@ struct GemmBf16Fp8Kernel {
 // b is K x N bf16 with leading dimension ldb; out has Bf16PanelsSize(K, N) elements (pad rows/columns are +0).
 size_t Bf16PanelsSize(int64_t K, int64_t N);
 void PackBf16Panels(const uint16_t* b, int64_t K, int64_t N, int64_t ldb, uint16_t* out);
+void PackBf16PanelsAvx512(const uint16_t* b, int64_t K, int64_t N, int64_t ldb, uint16_t* out);  // same output
 
 std::vector<const GemmBf16Fp8Kernel*> AvailableGemmBf16Fp8Kernels();  // best first; "ref" always last
 const GemmBf16Fp8Kernel& SelectGemmBf16Fp8Kernel();                    // ONNXQ_FP8_KERNEL=<name> forces one

@@ -174,6 +174,29 @@ void ComputeBf16PanelsAvx512(const GemmBf16Fp8Args& a, const uint16_t* panels, i
     }
 }
 
+}  // namespace
+
+// Interleaves pairs of K rows, 8 columns at a time (128-bit unpacks keep the order), pads written as +0.
+void PackBf16PanelsAvx512(const uint16_t* b, int64_t K, int64_t N, int64_t ldb, uint16_t* out) {
+  const int64_t pairs = (K + 1) / 2, panels = (N + 63) / 64;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t g = 0; g < pairs; ++g) {
+      uint16_t* dst = out + (p * pairs + g) * 128;
+      const int64_t k0 = 2 * g;
+      for (int64_t c = 0; c < 64; c += 8) {
+        const int64_t n = p * 64 + c;
+        const int64_t cnt = N - n <= 0 ? 0 : (N - n < 8 ? N - n : 8);
+        const __mmask8 m = static_cast<__mmask8>(cnt == 8 ? 0xFF : (1u << cnt) - 1u);
+        const __m128i r0 = cnt > 0 ? _mm_maskz_loadu_epi16(m, b + k0 * ldb + n) : _mm_setzero_si128();
+        const __m128i r1 = (cnt > 0 && k0 + 1 < K) ? _mm_maskz_loadu_epi16(m, b + (k0 + 1) * ldb + n) : _mm_setzero_si128();
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 2), _mm_unpacklo_epi16(r0, r1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 2 + 8), _mm_unpackhi_epi16(r0, r1));
+      }
+    }
+}
+
+namespace {
+
 const GemmBf16Fp8Kernel kAvx512{"avx512bf16", WeightLayoutFp8::kPanelsK2N64Permuted, kNR, kMR, ComputeAvx512,
                                 ComputeBf16PanelsAvx512};
 

@@ -224,7 +224,8 @@ void QdqActMatMulNode::ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const st
     b_bf16.resize(static_cast<size_t>(K * N));
     ToBf16(b_, b, tb, fast_fp8_convert_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_bf16.data());
     panels.resize(kernels::Bf16PanelsSize(K, N));
-    kernels::PackBf16Panels(b_bf16.data(), K, N, N, panels.data());
+    (fast_fp8_convert_ ? kernels::PackBf16PanelsAvx512 : kernels::PackBf16Panels)(b_bf16.data(), K, N, N,
+                                                                                   panels.data());
     kernels::GemmBf16Fp8Args args;
     args.M = M;
     args.A = a_bf16.data();

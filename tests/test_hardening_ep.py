@@ -148,6 +148,20 @@ def _dangling(m: onnx.ModelProto, keep: str) -> onnx.ModelProto:
     return m
 
 
+def sparse_e5m2_with_inf() -> onnx.ModelProto:
+    """Block-sparse E5M2 weights holding +-inf: the file's own function body saturates them to +-57344 (its FP8 ->
+    float16 -> FP8 Cast), so the EP must too (found by the fuzzer: the EP used inf, onnxruntime 57344)."""
+    from onnxq.sparse.api import SparsifyConfig, sparsify
+
+    m = sparsify(fp8_qdq_matmul_model(16, 8, weight_format="e5m2"), None, SparsifyConfig(sparsity=0.5,
+                                                                                        min_elements=0)).model
+    t = _init(m, "w.values")
+    raw = bytearray(t.raw_data)
+    raw[0], raw[5] = 0x7C, 0xFC
+    t.raw_data = bytes(raw)
+    return m
+
+
 CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     # weight scale / zero point lengths that do not match the weight
     "w-scale-N+1": lambda: _set(int8(), "w_scale", np.full(9, 0.01, np.float32)),
@@ -199,6 +213,8 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "unused-output-int8-matmul": lambda: _dangling(int8(bias=False), "x_dq"),
     "unused-output-fp8": lambda: _dangling(fp8(activation_format="e4m3fn"), "x_dq"),
     "unused-output-act-matmul": lambda: _dangling(act("u8"), "a_dq"),
+    # block-sparse values the file's function body changes (saturating Cast)
+    "sparse-e5m2-inf-values": sparse_e5m2_with_inf,
     # scales whose product overflows float (found by the fuzzer: 0 * inf = NaN where onnxruntime gives 0)
     "scale-product-overflow-weight": lambda: _set(_set(int8(), "x_scale", np.array(3e38, np.float32)), "w_scale",
                                                   np.full(8, 4.0, np.float32)),
@@ -240,6 +256,11 @@ def test_unused_group_output_is_claimed_and_runs(name: str) -> None:
     """The group is still the EP's (so the null-output path is what runs), and the run succeeds."""
     outcome = harness.check(CASES[name]().SerializeToString(), strict=True)
     assert outcome.label == "ran" and {"MatMul", "Gemm"} & set(outcome.claimed), outcome
+
+
+def test_sparse_e5m2_inf_is_claimed_and_saturated_like_the_function_body() -> None:
+    outcome = harness.check(sparse_e5m2_with_inf().SerializeToString(), strict=True)
+    assert outcome.label == "ran" and "BlockSparseExpandE5M2" in outcome.claimed, outcome
 
 
 def test_scale_product_overflow_regression() -> None:

@@ -75,6 +75,12 @@ void ReadBlockSparse(const Ort::ConstNode& node, QdqMatMulSpec* spec) {
   spec->block_n = bn;
   const auto* vd = static_cast<const int8_t*>(values.data);
   spec->weight.assign(vd, vd + values.count);
+  // The model-local function stock onnxruntime runs scatters FP8 values through float16 and casts them back with
+  // Cast(saturate=1), which turns E5M2 +-inf (0x7C / 0xFC) into +-57344 (0x7B / 0xFB): do the same so the EP agrees
+  // with the file's own semantics (found by tools/fuzz; tests/test_hardening_ep.py).
+  if (values.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2)
+    for (int8_t& v : spec->weight)
+      if ((static_cast<uint8_t>(v) & 0x7F) == 0x7C) v = static_cast<int8_t>(static_cast<uint8_t>(v) - 1);
   const auto* rd = static_cast<const int16_t*>(rows.data);
   spec->sparse_block_rows.assign(rd, rd + rows.count);
   const auto* pd = static_cast<const int32_t*>(ptr.data);

@@ -1,20 +1,29 @@
-"""Fuzz the onnxq EP's session creation and runs with mutated quantized models.
+"""Fuzz the onnxq EP's session creation and runs with mutated quantized and block-sparse models.
 
-    python tools/fuzz/fuzz_ep.py --seconds 60                # atheris (libFuzzer) if installed, else --plain
+    python tools/fuzz/fuzz_ep.py --seconds 60                # atheris (libFuzzer) if usable, else --plain
     python tools/fuzz/fuzz_ep.py --plain --runs 2000 --seed 1
-    python tools/fuzz/fuzz_ep.py --replay crash-1234.onnx    # re-run one input, print its outcome
+    python tools/fuzz/fuzz_ep.py --replay crash-1234.onnx    # re-run inputs once each, print their outcome
 
 Inputs are ONNX models; the seed corpus is tools/fuzz/corpus/ (written by tools/fuzz/seeds.py). Each input is
-mutated by tools/fuzz/mutate.py (structure-aware: it edits the parsed model; one in ten mutations is libFuzzer's own
-byte-level one, to reach the protobuf parser too) and checked by tools/fuzz/harness.py: onnxq EP session + run,
-compared with stock onnxruntime. A crash, a sanitizer report, or a ``Finding`` stops the run and leaves the input in
-``--artifacts`` (``crash-*`` from libFuzzer, ``finding-*.onnx`` / ``current.onnx`` in --plain mode).
+mutated by tools/fuzz/mutate.py (structure-aware: it edits the parsed model; in atheris mode one mutation in ten is
+libFuzzer's own byte-level one, to reach the protobuf parser too) and checked by tools/fuzz/harness.py: onnxq EP
+session + run, compared with stock onnxruntime. A crash, a sanitizer report, or a ``Finding`` stops the run and
+leaves the input in --artifacts (``crash-*``, ``finding-*.onnx``).
 
-The EP's C++ is not coverage-instrumented (that needs clang's -fsanitize=fuzzer-no-link; the project builds with
-gcc), so novelty is fed back from behaviour instead: each distinct (outcome, claimed op types, error message
-shape) lights a coverage edge in an instrumented bucket function, so libFuzzer keeps inputs that make the EP do
-something new. Run it against the AddressSanitizer build (tools/run_sanitized_tests.sh --fuzz-seconds N does) so
-out-of-bounds reads that do not crash are caught too.
+Two engines:
+* atheris (coverage-guided libFuzzer). The EP's C++ is not coverage-instrumented (that needs clang's
+  -fsanitize=fuzzer-no-link; the project builds with gcc), so novelty is fed back from behaviour: each distinct
+  (outcome, claimed op types, error message shape) lights an edge in an instrumented bucket function, and libFuzzer
+  keeps inputs that make the EP do something new. Atheris' coverage does not work with a preloaded gcc libasan,
+  so under AddressSanitizer the plain engine is used.
+* plain: seeded random mutation chains from the seeds; deterministic for a given --seed.
+
+Runs with a time limit are supervised: the engine runs in a child process, and if it dies the parent reads the
+report. One kind of death is not the EP's fault and not a finding: AddressSanitizer aborts on any failed throwing
+``operator new`` (it cannot return null or throw), and onnxruntime itself tries absurd allocations for some hostile
+shapes (e.g. a ConstantOfShape of 2^37 elements in a function body); when no frame of the report is in the onnxq
+EP, the input is kept as ``ort-oom-*.onnx`` and the engine is restarted for the remaining time. Anything else ends
+the run with exit status 1.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ import collections
 import hashlib
 import os
 import random
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,16 +47,47 @@ import mutate  # noqa: E402
 
 CORPUS = HERE / "corpus"
 _BUCKETS = 512
+_REPORT_EVERY_S = 30.0
 
 
-def _bucket_source(name: str) -> str:
-    body = "".join(f"    if h == {i}:\n        return {i}\n" for i in range(_BUCKETS))
-    return f"def {name}(h):\n{body}    return -1\n"
+def _asan_loaded() -> bool:
+    try:
+        return "libasan" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+def corpus_files(dirs: list[Path]) -> list[Path]:
+    return sorted(p for d in dirs for p in d.glob("*.onnx"))
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+
+    def add(self, label: str) -> None:
+        self.counts[label] += 1
+        now = time.perf_counter()
+        if now - self.last >= _REPORT_EVERY_S:
+            self.last = now
+            self.report()
+
+    def report(self) -> None:
+        total = sum(self.counts.values())
+        secs = time.perf_counter() - self.t0
+        print(f"fuzz: {total} inputs in {secs:.1f} s ({total / max(secs, 1e-9):.1f}/s); outcomes: "
+              + ", ".join(f"{k} {v}" for k, v in self.counts.most_common()), file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- atheris engine
 
 
 def _make_bucket(name: str):  # type: ignore[no-untyped-def]
+    body = "".join(f"    if h == {i}:\n        return {i}\n" for i in range(_BUCKETS))
     ns: dict[str, object] = {}
-    exec(compile(_bucket_source(name), f"<fuzz-{name}>", "exec"), ns)  # noqa: S102 - generated, fixed code
+    exec(compile(f"def {name}(h):\n{body}    return -1\n", f"<fuzz-{name}>", "exec"), ns)  # noqa: S102
     return ns[name]
 
 
@@ -53,24 +95,15 @@ def _h(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little") % _BUCKETS
 
 
-def corpus_files(dirs: list[Path]) -> list[Path]:
-    return sorted(p for d in dirs for p in d.glob("*.onnx"))
-
-
-# ------------------------------------------------------------------------------------------- atheris mode
-
-
 def run_atheris(args: argparse.Namespace) -> int:
     import atheris
 
-    buckets = [_make_bucket(f"bucket_{k}") for k in ("signature", "claimed", "label")]
-    for i, b in enumerate(buckets):
-        buckets[i] = atheris.instrument_func(b)
-    stats: collections.Counter[str] = collections.Counter()
+    buckets = [atheris.instrument_func(_make_bucket(f"bucket_{k}")) for k in ("signature", "claimed", "label")]
+    stats = Stats()
 
     def one_input(data: bytes) -> None:
         out = harness.check(data, strict=args.strict)
-        stats[out.label] += 1
+        stats.add(out.label)
         buckets[0](_h(out.signature()))
         buckets[1](_h(",".join(out.claimed)))
         buckets[2](_h(out.label))
@@ -83,29 +116,24 @@ def run_atheris(args: argparse.Namespace) -> int:
             return atheris.Mutate(data, max_size)
         return out
 
-    work = Path(args.work or args.artifacts) / "corpus"
+    work = Path(args.work or Path(args.artifacts) / "corpus")
     work.mkdir(parents=True, exist_ok=True)
     argv = [sys.argv[0], str(work), *[str(d) for d in args.corpus],
             f"-artifact_prefix={Path(args.artifacts).resolve()}/", "-max_len=262144", "-timeout=60",
-            "-rss_limit_mb=8192", f"-seed={args.seed or 0}", "-print_final_stats=1", "-reload=0"]
+            "-rss_limit_mb=8192", f"-seed={args.seed}", "-print_final_stats=1"]
     if args.seconds:
-        argv.append(f"-max_total_time={int(args.seconds)}")
+        argv.append(f"-max_total_time={max(1, int(args.seconds))}")
     if args.runs:
         argv.append(f"-runs={args.runs}")
-    t0 = time.perf_counter()
     atheris.Setup(argv, one_input, custom_mutator=custom_mutator)
-    import atexit
-
-    atexit.register(lambda: _report(stats, time.perf_counter() - t0))
     atheris.Fuzz()
     return 0
 
 
-# ------------------------------------------------------------------------------------------- plain mode
+# ------------------------------------------------------------------------------------------- plain engine
 
 
 def run_plain(args: argparse.Namespace) -> int:
-    """No coverage feedback: seeded random mutation chains from the corpus. Deterministic for a given --seed."""
     seeds = [p.read_bytes() for p in corpus_files(args.corpus)]
     if not seeds:
         print(f"no .onnx seeds in {args.corpus}", file=sys.stderr)
@@ -113,13 +141,12 @@ def run_plain(args: argparse.Namespace) -> int:
     art = Path(args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    stats: collections.Counter[str] = collections.Counter()
-    t0 = time.perf_counter()
+    stats = Stats()
     n = 0
     while True:
         if args.runs and n >= args.runs:
             break
-        if args.seconds and time.perf_counter() - t0 >= args.seconds:
+        if args.seconds and time.perf_counter() - stats.t0 >= args.seconds:
             break
         data = seeds[rng.randrange(len(seeds))]
         for _ in range(rng.choice([1, 1, 2, 3])):  # short mutation chains
@@ -131,20 +158,85 @@ def run_plain(args: argparse.Namespace) -> int:
             name = art / f"finding-{hashlib.sha1(data).hexdigest()[:16]}.onnx"
             name.write_bytes(data)
             print(f"FINDING after {n} inputs: {type(e).__name__}: {e}\n  input saved as {name}", file=sys.stderr)
-            _report(stats, time.perf_counter() - t0)
+            stats.report()
             return 1
-        stats[out.label] += 1
+        stats.add(out.label)
         n += 1
     (art / "current.onnx").unlink(missing_ok=True)
-    _report(stats, time.perf_counter() - t0)
+    stats.report()
     return 0
 
 
-def _report(stats: collections.Counter[str], seconds: float) -> None:
-    total = sum(stats.values())
-    rate = total / seconds if seconds > 0 else 0.0
-    print(f"fuzz: {total} inputs in {seconds:.1f} s ({rate:.1f}/s); outcomes: "
-          + ", ".join(f"{k} {v}" for k, v in stats.most_common()), file=sys.stderr)
+# ------------------------------------------------------------------------------------------- supervisor
+
+_OOM = re.compile(r"AddressSanitizer: (allocator is out of memory|requested allocation size|out of memory|"
+                  r"allocation-size-too-big)")
+_TOTALS = re.compile(r"fuzz: (\d+) inputs in ([\d.]+) s")
+
+
+def _is_onnxruntime_oom(report: str) -> bool:
+    """An ASan out-of-memory abort raised entirely outside the onnxq EP (see the module docstring)."""
+    m = _OOM.search(report)
+    if not m:
+        return False
+    frames = report[m.start():].split("SUMMARY:", 1)[0]
+    return "libonnxq_ep" not in frames and "onnxq::" not in frames
+
+
+def supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    art = Path(args.artifacts)
+    art.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + args.seconds
+    total_inputs, total_secs, restarts, ooms = 0, 0.0, 0, 0
+    rc = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left < 2:
+            break
+        child = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", "--seconds", f"{left:.0f}",
+                 "--seed", str(args.seed + restarts * 1000003)]
+        log = art / f"engine-{restarts}.log"
+        before = set(art.glob("crash-*"))
+        started = time.monotonic()
+        with open(log, "w") as f:
+            proc = subprocess.run(child, stdout=f, stderr=subprocess.STDOUT)
+        text = log.read_text(errors="replace")
+        units = re.findall(r"stat::number_of_executed_units:\s*(\d+)", text)  # libFuzzer's final stats
+        totals = _TOTALS.findall(text)
+        if units:
+            total_inputs += int(units[-1])
+            total_secs += time.monotonic() - started
+        elif totals:
+            total_inputs += int(totals[-1][0])
+            total_secs += float(totals[-1][1])
+        if proc.returncode == 0:
+            print(_tail(text, 3), file=sys.stderr)
+            break
+        crash = sorted(set(art.glob("crash-*")) - before) or [art / "current.onnx"]
+        data = crash[0].read_bytes() if crash[0].exists() else b""
+        if _is_onnxruntime_oom(text) and data:
+            ooms += 1
+            kept = art / f"ort-oom-{hashlib.sha1(data).hexdigest()[:16]}.onnx"
+            kept.write_bytes(data)
+            for c in crash:
+                c.unlink(missing_ok=True)
+            print(f"fuzz: onnxruntime's own allocation failed under ASan (not the EP): input kept as {kept}; "
+                  "restarting", file=sys.stderr)
+            restarts += 1
+            continue
+        print(_tail(text, 60), file=sys.stderr)
+        print(f"fuzz: the engine died (exit {proc.returncode}); input: {crash[0]}; full log: {log}", file=sys.stderr)
+        rc = 1
+        break
+    if total_secs:
+        print(f"fuzz: total {total_inputs} inputs in {total_secs:.0f} s ({total_inputs / total_secs:.1f}/s), "
+              f"{restarts} restart(s) after onnxruntime allocation failures under ASan ({ooms})", file=sys.stderr)
+    return rc
+
+
+def _tail(text: str, n: int) -> str:
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("EP Error", "Falling back"))]
+    return "\n".join(lines[-n:])
 
 
 def replay(paths: list[str], strict: bool) -> int:
@@ -161,31 +253,54 @@ def replay(paths: list[str], strict: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: no limit)")
-    ap.add_argument("--runs", type=int, default=0, help="stop after this many inputs (0: no limit)")
+    ap.add_argument("--seconds", type=float, default=0, help="stop after this long (supervised; 0: no limit)")
+    ap.add_argument("--runs", type=int, default=0, help="stop after this many inputs (one engine, unsupervised)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--corpus", type=Path, action="append", help=f"seed directories (default {CORPUS})")
-    ap.add_argument("--artifacts", default="fuzz-artifacts", help="where crashes / findings are written")
+    ap.add_argument("--artifacts", default="fuzz-artifacts", help="where crashes / findings / logs are written")
     ap.add_argument("--work", help="libFuzzer's working corpus (default ARTIFACTS/corpus; never the seed dir)")
-    ap.add_argument("--plain", action="store_true", help="no atheris: seeded random mutation chains")
+    ap.add_argument("--plain", action="store_true", help="the plain engine (no atheris)")
     ap.add_argument("--strict", action="store_true",
                     help="also flag models onnxruntime accepts but the EP fails (session or run)")
     ap.add_argument("--replay", nargs="+", metavar="MODEL", help="check these files once each and exit")
-    args = ap.parse_args(argv)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(raw)
     args.corpus = args.corpus or [CORPUS]
     if args.replay:
         return replay(args.replay, args.strict)
     if not args.seconds and not args.runs:
         ap.error("give --seconds or --runs (a bounded run)")
-    os.environ.setdefault("ORT_LOGGING_LEVEL", "4")
+    if args.seconds and not args.worker:
+        keep = _strip(raw, {"--seconds": 1, "--seed": 1})
+        return supervise(args, keep)
     if not args.plain:
         try:
             import atheris  # noqa: F401
         except ImportError:
-            print("atheris is not installed (pip install atheris); running --plain", file=sys.stderr)
+            print("atheris is not installed (pip install atheris); using the plain engine", file=sys.stderr)
             args.plain = True
+        else:
+            if _asan_loaded():
+                print("AddressSanitizer is preloaded: atheris gets no coverage then; using the plain engine",
+                      file=sys.stderr)
+                args.plain = True
+    print(f"fuzz: engine {'plain' if args.plain else 'atheris'}, seed {args.seed}", file=sys.stderr, flush=True)
     return run_plain(args) if args.plain else run_atheris(args)
+
+
+def _strip(argv: list[str], options: dict[str, int]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        name = a.split("=", 1)[0]
+        if name in options:
+            i += 1 if "=" in a else 1 + options[name]
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ which also catches out-of-bounds reads that would not crash. The committed fuzz 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -287,6 +288,9 @@ def test_gemm_dq_bias_scale_mismatch_message_is_from_onnxruntime() -> None:
     assert len(errors) in (0, 2), errors  # both accept, or both refuse
 
 
+@pytest.mark.skipif(os.environ.get("ONNXQ_SANITIZED") == "1",
+                    reason="ASan aborts on a failed throwing operator new (onnxruntime's 4 TiB output allocation) "
+                    "instead of throwing std::bad_alloc")
 def test_enormous_activation_broadcast_is_a_clean_error() -> None:
     data = CASES["act-broadcast-to-2^40-outputs"]().SerializeToString()
     sess = ep.session(data)

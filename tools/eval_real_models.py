@@ -370,6 +370,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         "relative change against FP32; **MB** — model file(s) on disk.",
         "",
     ]
+    lines += summary(results)
     for res in results:
         lines += [f"## {res['model']}", "", "| variant | mean cos | min cos | Lee r | Δ Lee | probe acc | Δ probe | MB "
                   "| quantize s |", "|---|---|---|---|---|---|---|---|---|"]
@@ -389,6 +390,32 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: list[dict]) -> list[str]:
+    """The issue's targets, checked from the rows (so a rerun re-judges itself)."""
+    out = ["## Against the targets", "",
+           "| model | FP8 E4M3 best mean cos (≥ 0.995) | Δ Lee / Δ probe (within 1 %) "
+           "| onnxq vs onnxruntime, same format (mean cos) |", "|---|---|---|---|"]
+    for res in results:
+        rows = {r["variant"]: r for r in res["rows"] if isinstance(r.get("mean_cos"), float)}
+        fp8 = [r for k, r in rows.items() if k.startswith("onnxq fp8-e4m3") and "weight-only" not in k]
+        if not fp8:
+            continue
+        best = max(fp8, key=lambda r: r["mean_cos"])
+        ok = "✅" if best["mean_cos"] >= 0.995 else "❌"
+        dl, dp = best.get("lee_pearson_rel", float("nan")), best.get("probe_acc_rel", float("nan"))
+        ok2 = "✅" if abs(dl) <= 0.01 and abs(dp) <= 0.01 else "❌"
+        cmp = []
+        for fmt, ort_label in (("fp8-e4m3", "ort quantize_static fp8-e4m3"), ("int8", "ort quantize_static int8"),
+                               ("int8", "ort quantize_dynamic int8")):
+            ours = [r["mean_cos"] for k, r in rows.items() if k.startswith(f"onnxq {fmt}") and "weight-only" not in k]
+            theirs = rows.get(ort_label, {}).get("mean_cos")
+            if ours and theirs is not None:
+                cmp.append(f"{fmt}: {max(ours):.4f} vs {ort_label.removeprefix('ort ')} {theirs:.4f}")
+        out.append(f"| {res['model']} | {ok} {best['mean_cos']:.5f} ({best['variant']}) | {ok2} {dl:+.2%} / {dp:+.2%} "
+                   f"| {'; '.join(cmp)} |")
+    return out + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["minilm", "mpnet"], choices=["minilm", "mpnet"])
@@ -396,7 +423,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "quantizer-accuracy"), help="path stem for .md and .json")
     ap.add_argument("--quick", action="store_true", help="fewer sentences (a smoke run; not for the docs)")
     ap.add_argument("--variants", nargs="+", help="subset of variant labels (default all)")
+    ap.add_argument("--render", metavar="JSON", help="only re-render the markdown from a results JSON")
     args = ap.parse_args()
+    if args.render:
+        from onnxq.reporting import write_text_atomic
+
+        saved = json.loads(Path(args.render).read_text())
+        write_text_atomic(Path(args.out).with_suffix(".md"), markdown(saved["results"], saved["meta"]))
+        return
     import subprocess
 
     import onnxruntime

@@ -150,7 +150,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.extra_op_types:
         overrides["extra_activation_op_types"] = _split_list(args.extra_op_types)
     if args.exclude:
-        overrides["exclude"] = _split_list(args.exclude)
+        overrides["exclude"] = tuple(args.exclude)  # not split on commas: regexes have {m,n}
     if args.exclude_op_types:
         overrides["exclude_op_types"] = _split_list(args.exclude_op_types)
     if args.external_data:
@@ -359,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     pq.add_argument("--extra-op-types", action="append", metavar="OPS",
                     help="also Q/DQ the float inputs of these ops, e.g. Add,Mul (wider coverage)")
     pq.add_argument("--exclude", action="append", metavar="NAMES",
-                    help="node names or regular expressions (full match) to keep in float; repeatable or "
-                    "comma-separated, e.g. --exclude '/encoder/layer.0/.*'")
+                    help="a node name or regular expression (full match) to keep in float; repeatable, e.g. "
+                    "--exclude '/encoder/layer.0/.*' --exclude embed")
     pq.add_argument("--exclude-op-types", action="append", metavar="OPS", help="op types to keep in float")
     pq.add_argument("--accuracy-target", type=float, metavar="T",
                     help="keep the most sensitive layers in float until the output fidelity on the calibration "

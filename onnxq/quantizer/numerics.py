@@ -8,6 +8,7 @@ ml_dtypes as the independent reference).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,42 +39,46 @@ E5M2 = Fp8Spec("e5m2", TensorProto.FLOAT8E5M2, 5, 2, 15, 57344.0, 0x7E)
 FP8 = {"e4m3fn": E4M3FN, "e5m2": E5M2}
 
 
-def fp8_round(x: np.ndarray, spec: Fp8Spec) -> np.ndarray:
-    """Round float32 values onto the FP8 grid with saturation (the value ``QuantizeLinear(saturate=1)`` then
-    ``DequantizeLinear`` gives for scale 1). Returns float32; NaN stays NaN; +-inf -> +-max."""
-    x = np.asarray(x, dtype=np.float32)
-    a = np.minimum(np.abs(x), np.float32(spec.max))  # NaN stays NaN through minimum
-    # exponent of the grid step: floor(log2 |a|) for normals, the subnormal exponent below that
-    _, e = np.frexp(a)  # a = m * 2**e, m in [0.5, 1)
-    e = np.maximum(e.astype(np.int32) - 1, spec.min_normal_exp)
-    step = np.ldexp(np.float32(1.0), e - spec.man_bits).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        q = np.rint(a / step) * step  # exact: dividing by a power of two; rint is half-to-even
-    q = np.minimum(q, np.float32(spec.max)).astype(np.float32)  # a tie at max rounds to an even value <= max
-    return np.copysign(q, x).astype(np.float32)
-
-
 def fp8_encode(x: np.ndarray, spec: Fp8Spec) -> np.ndarray:
-    """float32 -> FP8 bit patterns (uint8), saturating, round half to even."""
+    """float32 -> FP8 bit patterns (uint8): saturate to the finite range (infinities too), then round to
+    nearest, ties to even; NaN -> the format's NaN. Integer arithmetic on the float32 bits:
+
+    * normal results: drop the low ``23 - M`` mantissa bits with round-half-even (a carry into the exponent is
+      the correct rounding up to the next binade), then re-bias the exponent;
+    * subnormal results: the value in units of the subnormal step is an exact power-of-two scaling, rounded
+      half-even; 2**M there is the smallest normal, which the same integer encodes.
+    """
     x = np.asarray(x, dtype=np.float32)
-    q = fp8_round(x, spec)
-    a = np.abs(q)
-    nan = np.isnan(a)
-    a = np.where(nan, 0, a)
-    _, e = np.frexp(a)
-    e = e.astype(np.int32) - 1
-    normal = a >= np.float32(2.0 ** spec.min_normal_exp)
-    exp_field = np.where(normal, e + spec.bias, 0)
-    man = np.where(normal, np.ldexp(a, spec.man_bits - e) - (1 << spec.man_bits),
-                   a / np.float32(spec.subnormal_step))
-    bits = (exp_field.astype(np.uint32) << spec.man_bits) | np.rint(man).astype(np.uint32)
-    bits = np.where(np.signbit(q), bits | 0x80, bits)
-    bits = np.where(nan, spec.nan_bits | (np.signbit(x).astype(np.uint32) << 7), bits)
-    return bits.astype(np.uint8)
+    nan = np.isnan(x)
+    a = np.minimum(np.abs(x), np.float32(spec.max))  # NaN stays NaN here; replaced below
+    a = np.where(nan, np.float32(0), a)
+    bits = a.view(np.uint32)
+    drop = 23 - spec.man_bits
+    rounded = (bits + np.uint32((1 << (drop - 1)) - 1) + ((bits >> drop) & np.uint32(1))) >> drop
+    normal_enc = rounded.astype(np.int64) - ((127 - spec.bias) << spec.man_bits)
+    sub_enc = np.rint(a * np.float32(2.0 ** (spec.bias - 1 + spec.man_bits))).astype(np.int64)
+    enc = np.where(a >= np.float32(2.0 ** spec.min_normal_exp), normal_enc, sub_enc).astype(np.uint8)
+    enc |= (np.signbit(x).astype(np.uint8) << 7)
+    return np.where(nan, np.uint8(spec.nan_bits) | (np.signbit(x).astype(np.uint8) << 7), enc).astype(np.uint8)
+
+
+def fp8_round(x: np.ndarray, spec: Fp8Spec) -> np.ndarray:
+    """Round float32 values onto the FP8 grid with saturation (what ``QuantizeLinear(saturate=1)`` then
+    ``DequantizeLinear`` give for scale 1). Returns float32; NaN stays NaN; +-inf -> +-max."""
+    return _decode_table(spec)[fp8_encode(x, spec)]
+
+
+@functools.cache
+def _decode_table(spec: Fp8Spec) -> np.ndarray:
+    return _make_decode_table(spec)
 
 
 def fp8_decode_table(spec: Fp8Spec) -> np.ndarray:
     """All 256 FP8 bit patterns as float32 (NaN where the format has NaN, +-inf for E5M2)."""
+    return _decode_table(spec).copy()
+
+
+def _make_decode_table(spec: Fp8Spec) -> np.ndarray:
     b = np.arange(256, dtype=np.int64)
     sign = np.where(b & 0x80, -1.0, 1.0)
     ef = (b >> spec.man_bits) & ((1 << spec.exp_bits) - 1)
@@ -91,7 +96,7 @@ def fp8_decode_table(spec: Fp8Spec) -> np.ndarray:
 
 
 def fp8_decode(bits: np.ndarray, spec: Fp8Spec) -> np.ndarray:
-    return fp8_decode_table(spec)[np.asarray(bits, dtype=np.uint8)]
+    return _decode_table(spec)[np.asarray(bits, dtype=np.uint8)]
 
 
 def quantize_fp8(x: np.ndarray, scale: np.ndarray | float, spec: Fp8Spec) -> np.ndarray:
@@ -102,7 +107,8 @@ def quantize_fp8(x: np.ndarray, scale: np.ndarray | float, spec: Fp8Spec) -> np.
 def qdq_fp8(x: np.ndarray, scale: np.ndarray | float, spec: Fp8Spec) -> np.ndarray:
     """QuantizeLinear then DequantizeLinear, as float32."""
     s = np.asarray(scale, np.float32)
-    return (fp8_round(np.asarray(x, np.float32) / s, spec) * s).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return (fp8_round(np.asarray(x, np.float32) / s, spec) * s).astype(np.float32)
 
 
 def quantize_int(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int, lo: int, hi: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,7 +216,7 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
         sparsity=0.0 if args.pack_only else args.sparsity,
         block=parse_block(args.block),
         scope=args.scope,
-        exclude=tuple(_split_list(args.exclude)) if args.exclude else (),
+        exclude=tuple(args.exclude or ()),
         min_elements=args.min_elements,
         pack=not args.no_pack,
         min_pack_sparsity=args.min_pack_sparsity,
@@ -232,7 +233,7 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
         lines.append(f"packed    {len(result.pack.packed)} weights: {result.pack.bytes_ratio:.1%} of their dense bytes")
     elif cfg.pack:
         lines.append("packed    nothing (no weight reached --min-pack-sparsity)")
-    skipped = {**result.prune.skipped, **result.pack.skipped}
+    skipped = {**result.pack.skipped, **result.prune.skipped}  # pruning's reason wins (e.g. "excluded")
     if skipped:
         lines.append(f"skipped   {len(skipped)}, e.g.: " + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:4]))
     print("\n".join(lines))
@@ -404,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--block", default="4x1", help="block shape KxN (default 4x1: four consecutive K of a column)")
     ps.add_argument("--scope", choices=("per-layer", "global"), default="per-layer",
                     help="per-layer: every layer to --sparsity (default); global: one magnitude threshold")
-    ps.add_argument("--exclude", action="append", metavar="NAMES",
-                    help="node names or regular expressions to keep dense (comma-separated; repeatable)")
+    ps.add_argument("--exclude", action="append", metavar="PATTERN",
+                    help="node name or regular expression (full match) to keep dense; repeatable")
     ps.add_argument("--min-elements", type=int, default=4096, help="leave smaller weights dense (default 4096)")
     ps.add_argument("--no-pack", action="store_true", help="only zero the blocks (quantize or fine-tune next)")
     ps.add_argument("--pack-only", action="store_true", help="prune nothing; pack weights that are already sparse")
@@ -442,6 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("onnxq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `onnxq ... | head`: the reader left; say nothing more
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes stdout at exit
+        except OSError:
+            pass
+        return 141
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def find_targets(model: onnx.ModelProto, config: PruneConfig) -> tuple[dict[str,
         if node.op_type not in config.op_types or len(node.input) < 2:
             continue
         label = node.name or node.output[0]
-        if any(p.fullmatch(label) or p.search(label) for p in pats):
+        if any(p.fullmatch(label) for p in pats):  # full match, as `onnxq quantize --exclude`
             skipped[label] = "excluded"
             continue
         trans_b = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)

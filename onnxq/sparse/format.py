@@ -73,6 +73,10 @@ class BlockSparse:
             raise OnnxqError("col_ptr must start at 0, end at the block count and never decrease")
         if self.nnzb and (self.block_rows.min() < 0 or self.block_rows.max() >= kb):
             raise OnnxqError(f"block row index out of range [0, {kb})")
+        for j in range(nb):  # the EP's kernels rely on ascending rows within a column (ValidateBlockSparse)
+            rows = self.block_rows[self.col_ptr[j]:self.col_ptr[j + 1]]
+            if rows.size > 1 and np.any(np.diff(rows.astype(np.int64)) <= 0):
+                raise OnnxqError(f"block rows of column {j} are not strictly ascending")
 
     def to_dense(self) -> np.ndarray:
         self.validate()

@@ -6,7 +6,7 @@
 //
 //   spmm_u8s8_ref.cc               scalar reference, any block shape
 //   spmm_u8s8_4x1_avx512vnni.cc    4 x 1 blocks, tokens as SIMD lanes (C^T = W^T A^T): a block is one 32-bit
-//                                  broadcast against 64 tokens x 4 K of repacked activations, 4 vpdpbusd per block
+//                                  broadcast against 128 tokens x 4 K of repacked activations, 8 vpdpbusd per block
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -28,7 +28,12 @@ struct BlockSparseS8 {
   int64_t nnzb() const { return static_cast<int64_t>(block_rows.size()); }
 };
 
-// Validates everything the kernels index with (throws std::invalid_argument with the reason) and copies.
+// Checks the compact indices against K, N and each other (throws std::invalid_argument with the reason); every
+// block-sparse weight passes through this before anything indexes with it, whatever its value type.
+void ValidateBlockSparse(int64_t values_count, const int16_t* block_rows, int64_t nnzb, const int32_t* col_ptr,
+                         int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk, int64_t bn);
+
+// Validates (as above, plus the int32-exact K limit of the integer kernels) and copies.
 BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, const int16_t* block_rows, int64_t nnzb,
                                 const int32_t* col_ptr, int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk,
                                 int64_t bn);

@@ -6,18 +6,29 @@
 
 namespace onnxq::kernels {
 
-BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, const int16_t* block_rows, int64_t nnzb,
-                                const int32_t* col_ptr, int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk,
-                                int64_t bn) {
+void ValidateBlockSparse(int64_t values_count, const int16_t* block_rows, int64_t nnzb, const int32_t* col_ptr,
+                         int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk, int64_t bn) {
   auto fail = [](const std::string& why) { throw std::invalid_argument("block-sparse weight: " + why); };
   if (K <= 0 || N <= 0 || bk <= 0 || bn <= 0) fail("non-positive dimension");
   if (K % bk != 0 || N % bn != 0) fail("block shape does not tile the weight");
-  if (K > kQGemmMaxK) fail("K exceeds the int32-exact limit");
   if (nnzb < 0 || values_count != nnzb * bk * bn) fail("values size does not match the block count");
   if (col_ptr_count != N / bn + 1) fail("col_ptr length is not N / bn + 1");
   if (col_ptr[0] != 0 || col_ptr[col_ptr_count - 1] != nnzb) fail("col_ptr must start at 0 and end at the block count");
-  for (int64_t j = 0; j + 1 < col_ptr_count; ++j)
-    if (col_ptr[j + 1] < col_ptr[j]) fail("col_ptr decreases");
+  for (int64_t j = 0; j + 1 < col_ptr_count; ++j)  // all pointers first: then every range below is in [0, nnzb)
+    if (col_ptr[j + 1] < col_ptr[j] || col_ptr[j + 1] > nnzb) fail("col_ptr decreases or exceeds the block count");
+  for (int64_t j = 0; j + 1 < col_ptr_count; ++j) {
+    for (int32_t i = col_ptr[j]; i < col_ptr[j + 1]; ++i) {
+      if (block_rows[i] < 0 || block_rows[i] >= K / bk) fail("block row index out of range");
+      if (i > col_ptr[j] && block_rows[i] <= block_rows[i - 1]) fail("block rows of a column are not ascending");
+    }
+  }
+}
+
+BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, const int16_t* block_rows, int64_t nnzb,
+                                const int32_t* col_ptr, int64_t col_ptr_count, int64_t K, int64_t N, int64_t bk,
+                                int64_t bn) {
+  ValidateBlockSparse(values_count, block_rows, nnzb, col_ptr, col_ptr_count, K, N, bk, bn);
+  if (K > kQGemmMaxK) throw std::invalid_argument("block-sparse weight: K exceeds the int32-exact limit");
   const int64_t kb = K / bk;
   BlockSparseS8 s;
   s.K = K;
@@ -26,10 +37,7 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   s.bn = bn;
   s.values.assign(values, values + values_count);
   s.block_rows.resize(static_cast<size_t>(nnzb));
-  for (int64_t i = 0; i < nnzb; ++i) {
-    if (block_rows[i] < 0 || block_rows[i] >= kb) fail("block row index out of range");
-    s.block_rows[i] = block_rows[i];
-  }
+  for (int64_t i = 0; i < nnzb; ++i) s.block_rows[i] = block_rows[i];
   s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
   // per-chunk starting block of every column (block rows ascend within a column: checked here)
   const int64_t ncol = N / bn;
@@ -38,10 +46,7 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   for (int64_t j = 0; j < ncol; ++j) {
     int32_t i = s.col_ptr[j];
     for (int64_t c = 0; c <= s.chunks; ++c) {
-      while (i < s.col_ptr[j + 1] && s.block_rows[i] < c * kSpmmChunkGroups) {
-        if (i > s.col_ptr[j] && s.block_rows[i] <= s.block_rows[i - 1]) fail("block rows of a column are not ascending");
-        ++i;
-      }
+      while (i < s.col_ptr[j + 1] && s.block_rows[i] < c * kSpmmChunkGroups) ++i;
       s.chunk_ptr[c * (ncol + 1) + j] = i;
     }
   }

@@ -124,6 +124,9 @@ void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
   if (sb[sb.size() - 2] != K)
     throw std::runtime_error("MatMul inner dimensions differ: " + std::to_string(K) + " vs " +
                              std::to_string(sb[sb.size() - 2]));
+  if (!fp8_ && K > kernels::kQGemmMaxK)
+    throw std::runtime_error("activation MatMul with K=" + std::to_string(K) + " exceeds the int32-exact limit " +
+                             std::to_string(kernels::kQGemmMaxK) + " of the INT8 kernels");
   const std::vector<int64_t> batch = BroadcastBatch(sa, sb);
   std::vector<int64_t> out_shape = batch;
   out_shape.push_back(M);

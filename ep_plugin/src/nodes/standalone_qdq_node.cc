@@ -35,6 +35,8 @@ void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
   if (input_index_ >= context.GetInputCount()) throw std::runtime_error("input missing");
   Ort::ConstValue input = context.GetInput(input_index_);
+  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
+    throw std::runtime_error("input is missing or not a tensor");
   auto info = input.GetTensorTypeAndShapeInfo();
   const std::vector<int64_t> shape = info.GetShape();
   const size_t count = info.GetElementCount();
@@ -42,6 +44,7 @@ void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
   if (spec_.kind == StandaloneQdqSpec::Kind::kQuantizeFp8) {
     if (in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
     Ort::UnownedValue out = context.GetOutput(0, shape);
+    if (static_cast<OrtValue*>(out) == nullptr) return;  // nothing reads the output
     auto* y = static_cast<uint8_t*>(out.GetTensorMutableRawData());
     (fast_ ? kernels::QuantizeFp8Avx512 : kernels::QuantizeFp8Ref)(input.GetTensorData<float>(), count, spec_.scale,
                                                                    FormatOf(spec_.type), y);
@@ -50,6 +53,7 @@ void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
   if (spec_.kind == StandaloneQdqSpec::Kind::kDequantizeFp8) {
     if (in_type != spec_.type) throw std::runtime_error("expected an FP8 input");
     Ort::UnownedValue out = context.GetOutput(0, shape);
+    if (static_cast<OrtValue*>(out) == nullptr) return;
     (fast_ ? kernels::DequantizeFp8Avx512 : kernels::DequantizeFp8Ref)(
         static_cast<const uint8_t*>(input.GetTensorRawData()), count, spec_.scale, FormatOf(spec_.type),
         out.GetTensorMutableData<float>());
@@ -59,6 +63,7 @@ void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
   std::vector<int64_t> out_shape = shape;
   out_shape.push_back(spec_.cols);
   Ort::UnownedValue out = context.GetOutput(0, out_shape);
+  if (static_cast<OrtValue*>(out) == nullptr) return;
   float* y = out.GetTensorMutableData<float>();
   const bool idx64 = in_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
   if (!idx64 && in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32) throw std::runtime_error("indices must be int32/64");

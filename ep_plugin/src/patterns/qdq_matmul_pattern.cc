@@ -59,11 +59,9 @@ void ReadBlockSparse(const Ort::ConstNode& node, QdqMatMulSpec* spec) {
   if (sh[0] != N / bn || sh[1] != K / bk || sh[2] != bk || sh[3] != bn)
     throw NoMatch{"block-sparse shape input disagrees with the values and dense shape"};
   if (static_cast<int64_t>(rows.count) != nnzb) throw NoMatch{"block_rows length differs from the block count"};
-  try {  // the kernel-side validation: tiling, col_ptr monotone and bounded, block rows in range
-    (void)kernels::MakeBlockSparseS8(static_cast<const int8_t*>(values.data), static_cast<int64_t>(values.count),
-                                     static_cast<const int16_t*>(rows.data), nnzb,
-                                     static_cast<const int32_t*>(ptr.data), static_cast<int64_t>(ptr.count), K, N, bk,
-                                     bn);
+  try {  // the kernel-side validation: tiling, col_ptr monotone and bounded, block rows in range and ascending
+    kernels::ValidateBlockSparse(static_cast<int64_t>(values.count), static_cast<const int16_t*>(rows.data), nnzb,
+                                 static_cast<const int32_t*>(ptr.data), static_cast<int64_t>(ptr.count), K, N, bk, bn);
   } catch (const std::invalid_argument&) {
     throw NoMatch{"block-sparse indices are inconsistent or out of range"};
   }

@@ -306,3 +306,53 @@ def test_cli_sparsify_round_trip(tmp_path):
     assert main(["sparsify", str(src), "-o", str(tmp_path / "x.onnx"), "--block", "3x1"]) == 1
     assert not (tmp_path / "x.onnx").exists()
     assert main(["sparsify", str(src), "-o", str(tmp_path / "y.onnx"), "--sparsity", "1.5"]) == 1
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (200, 768, 40), (3, 200, 5)])
+@pytest.mark.parametrize("fp8", ["e4m3fn", "e5m2"])
+def test_sparse_fp8_kernel_against_float64(m, k, n, fp8):
+    dt = ml_dtypes.float8_e4m3fn if fp8 == "e4m3fn" else ml_dtypes.float8_e5m2
+    rng = np.random.default_rng(m * 3 + k)
+    w = _random_block_sparse(k, n, 4, 1, 0.8, np.float32, seed=m).astype(dt)
+    bs = fmt.from_dense(w.view(np.uint8), 4, 1)
+    a = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+    scale = rng.uniform(0.5, 2, n).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    prod = a.astype(np.float64) @ w.astype(np.float64)
+    exact = prod * scale + bias
+    bound = (k + 2) * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(w.astype(np.float64))) * scale + \
+        2.0**-23 * (np.abs(prod * scale) + np.abs(exact))
+    kernels = ["ref"] + (["avx512bf16"] if "avx512_bf16" in _kernels.cpu_features() else [])
+    for kernel in kernels:
+        for threads in (1, 2):
+            g = _kernels.PackedSpmmBf16(bs.values.reshape(-1), fp8, bs.block_rows, bs.col_ptr, k, n, scale, bias,
+                                        kernel, threads)
+            err = np.abs(g(a.view(np.uint16)) - exact)
+            assert np.all(err <= bound), f"{kernel} t={threads}: worst {(err / bound).max():.3g}"
+
+
+def test_sparse_fp8_ep_sparse_and_dense_paths_agree(monkeypatch):
+    rng = np.random.default_rng(4)
+    k, n = 256, 96
+    w = _random_block_sparse(k, n, 4, 1, 0.85, np.float32).astype(ml_dtypes.float8_e4m3fn)
+    bs = fmt.from_dense(w.view(np.uint8), 4, 1)
+    scale = rng.uniform(0.01, 0.02, n).astype(np.float32)
+    inits = fmt.initializers(bs, "w", TensorProto.FLOAT8E4M3FN) + [numpy_helper.from_array(scale, "w_scale")]
+    nodes = [fmt.expand_node("w", "wq", TensorProto.FLOAT8E4M3FN),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale"], ["wdq"], axis=1),
+             helper.make_node("MatMul", ["x", "wdq"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    fmt.ensure_functions(m)
+    x = rng.standard_normal((70, k)).astype(np.float32)
+    outs = {}
+    for mode in ("always", "never"):
+        monkeypatch.setenv("ONNXQ_SPARSE", mode)
+        outs[mode] = ep.session(m.SerializeToString()).run(None, {"x": x})[0]
+    xa = x.astype(ml_dtypes.bfloat16).astype(np.float64)
+    wdq = w.astype(np.float64) * scale
+    bound = (k + 4) * 2.0**-24 * (np.abs(xa) @ np.abs(wdq)) + 1e-7
+    for mode, y in outs.items():
+        assert np.all(np.abs(y - xa @ wdq) <= bound), mode

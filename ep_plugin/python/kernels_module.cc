@@ -17,6 +17,7 @@
 #include "kernels/parallel_gemm.h"
 #include "kernels/qgemm_u8s8.h"
 #include "kernels/qgemm_u8s8_parallel.h"
+#include "kernels/spmm_bf16_fp8w.h"
 #include "kernels/spmm_u8s8.h"
 #include "kernels/quantize.h"
 
@@ -304,6 +305,60 @@ class PackedSpmmU8S8 {
   std::vector<float> scale_, bias_;
 };
 
+class PackedSpmmBf16 {
+ public:
+  PackedSpmmBf16(CArray<uint8_t> values, const std::string& format, CArray<int16_t> block_rows,
+                 CArray<int32_t> col_ptr, int64_t K, int64_t N, CArray<float> scale, std::optional<CArray<float>> bias,
+                 const std::string& kernel, int threads)
+      : kernel_(kernel.empty() ? (GetCpuFeatures().avx512_bf16 ? "avx512bf16" : "ref") : kernel),
+        pool_(threads > 0 ? threads : 1) {
+    if (kernel_ != "ref" && kernel_ != "avx512bf16") throw std::invalid_argument("unknown kernel " + kernel_);
+    if (kernel_ == "avx512bf16" && !GetCpuFeatures().avx512_bf16)
+      throw std::invalid_argument("avx512bf16 is not available on this CPU");
+    sparse_ = MakeBlockSparseBf16(values.data(), values.size(), ParseFormat(format), block_rows.data(),
+                                  block_rows.size(), col_ptr.data(), col_ptr.size(), K, N);
+    if (scale.size() != N) throw std::invalid_argument("scale must have N elements");
+    scale_.assign(scale.data(), scale.data() + N);
+    if (bias) bias_.assign(bias->data(), bias->data() + N);
+  }
+  py::array_t<float> Call(CArray<uint16_t> a) {
+    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K bf16 bits");
+    const int64_t M = a.shape(0), N = sparse_.N;
+    py::array_t<float> c({M, N});
+    SpmmBf16Args args;
+    args.M = M;
+    args.A = a.data();
+    args.B = &sparse_;
+    args.scale = scale_.data();
+    args.bias = bias_.empty() ? nullptr : bias_.data();
+    args.C = c.mutable_data();
+    args.ldc = N;
+    std::vector<uint16_t> packed;
+    py::gil_scoped_release release;
+    if (kernel_ == "avx512bf16") {
+      packed.resize(PackedTokensBf16Size(M, sparse_.K));
+      PackTokensBf16Avx512(a.data(), M, sparse_.K, packed.data());
+    }
+    const int threads = pool_.num_threads();
+    const int64_t chunk = (N + threads - 1) / threads;
+    pool_.ParallelFor(static_cast<size_t>(threads), [&](size_t t) {
+      const int64_t n0 = static_cast<int64_t>(t) * chunk, n1 = std::min(N, n0 + chunk);
+      if (n0 >= n1) return;
+      if (kernel_ == "avx512bf16")
+        SpmmBf16_4x1_Avx512(args, packed.data(), n0, n1);
+      else
+        SpmmBf16Ref(args, n0, n1);
+    });
+    return c;
+  }
+
+ private:
+  std::string kernel_;
+  onnxq::ThreadPool pool_;
+  BlockSparseBf16 sparse_;
+  std::vector<float> scale_, bias_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -346,6 +401,12 @@ PYBIND11_MODULE(_kernels, m) {
            py::arg("bias") = py::none(), py::arg("kernel") = "", py::arg("threads") = 1)
       .def("__call__", &PackedSpmmU8S8::Call, py::arg("a"), py::arg("a_zero_point"))
       .def("time", &PackedSpmmU8S8::Time, py::arg("a"), py::arg("a_zero_point"), py::arg("reps"));
+  py::class_<PackedSpmmBf16>(m, "PackedSpmmBf16", "block-sparse FP8 weights (4x1 CSC blocks) x bf16 activations")
+      .def(py::init<CArray<uint8_t>, const std::string&, CArray<int16_t>, CArray<int32_t>, int64_t, int64_t,
+                    CArray<float>, std::optional<CArray<float>>, const std::string&, int>(),
+           py::arg("values"), py::arg("format"), py::arg("block_rows"), py::arg("col_ptr"), py::arg("k"), py::arg("n"),
+           py::arg("scale"), py::arg("bias") = py::none(), py::arg("kernel") = "", py::arg("threads") = 1)
+      .def("__call__", &PackedSpmmBf16::Call, py::arg("a"));
   m.def("fp8_gemm_kernels", [] {
     std::vector<std::string> names;
     for (const auto* k : AvailableGemmBf16Fp8Kernels()) names.push_back(k->name);

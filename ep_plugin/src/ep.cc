@@ -11,6 +11,7 @@
 #include "nodes/fp8_matmul_node.h"
 #include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
+#include "nodes/sparse_fp8_matmul_node.h"
 #include "nodes/sparse_qdq_matmul_node.h"
 #include "nodes/standalone_qdq_node.h"
 #include "patterns/graph_utils.h"
@@ -167,8 +168,10 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         pending_.erase(it);
         lock.unlock();
         const size_t idx = input_index(spec.input_name);
-        if (spec.is_fp8())
-          node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());
+        if (spec.is_fp8() && SparseFp8MatMulNode::Pays(spec))
+          node = std::make_unique<SparseFp8MatMulNode>(spec, idx, pool_.get());
+        else if (spec.is_fp8())
+          node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)
         else if (SparseQdqMatMulNode::Pays(spec))
           node = std::make_unique<SparseQdqMatMulNode>(spec, idx, pool_.get());
         else

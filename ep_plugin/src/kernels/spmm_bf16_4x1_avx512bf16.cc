@@ -1,0 +1,94 @@
+// Block-sparse (4 x 1) bf16 x FP8-weight GEMM with AVX512-BF16, tokens as SIMD lanes (see spmm_bf16_fp8w.h).
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/spmm_bf16_fp8w.h"
+#include "kernels/transpose_avx512.h"
+
+namespace onnxq::kernels {
+
+// [tiles][K/2 pairs][128 tokens][2 bf16]: 16 x 16 transposes of 32-bit pairs, pad tokens zero.
+void PackTokensBf16Avx512(const uint16_t* A, int64_t M, int64_t K, uint16_t* out) {
+  constexpr int64_t T = kSpmmBf16Tokens;
+  const int64_t tiles = (M + T - 1) / T, pairs = K / 2;
+  for (int64_t t = 0; t < tiles; ++t) {
+    uint16_t* tile = out + t * pairs * T * 2;
+    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
+      const int64_t m0 = t * T + tok0;
+      const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
+      int64_t p0 = 0;
+      for (; p0 + 16 <= pairs && valid == 16; p0 += 16) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(A + (m0 + i) * K + p0 * 2);
+        Transpose16x16(r);
+        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + ((p0 + j) * T + tok0) * 2, r[j]);
+      }
+      for (int64_t p = p0; p < pairs; ++p)
+        for (int64_t i = 0; i < 16; ++i) {
+          uint32_t v = 0;
+          if (i < valid) std::memcpy(&v, A + (m0 + i) * K + p * 2, 4);
+          std::memcpy(tile + (p * T + tok0 + i) * 2, &v, 4);
+        }
+    }
+  }
+}
+
+void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
+  const BlockSparseBf16& B = *a.B;
+  constexpr int64_t T = kSpmmBf16Tokens;
+  constexpr int V = T / 16;
+  const int64_t pairs = B.K / 2, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
+  thread_local std::vector<float> scratch;  // [ncols][T], also the partial sums between K chunks
+  if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.resize(static_cast<size_t>(ncols * T));
+  for (int64_t t = 0; t < tiles; ++t) {
+    const uint16_t* tile = a_packed + t * pairs * T * 2;
+    for (int64_t c = 0; c < B.chunks; ++c) {
+      const bool first = c == 0, last = c + 1 == B.chunks;
+      const int32_t* begin_ptr = B.chunk_ptr.data() + c * (B.N + 1);
+      const int32_t* end_ptr = B.chunk_ptr.data() + (c + 1) * (B.N + 1);
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        float* dst = scratch.data() + (n - n_begin) * T;
+        __m512 acc[V];
+        for (int v = 0; v < V; ++v) acc[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dst + v * 16);
+        for (int32_t i = begin_ptr[n]; i < end_ptr[n]; ++i) {
+          const __m512bh w0 = (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(B.pairs[2 * i]));
+          const __m512bh w1 = (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(B.pairs[2 * i + 1]));
+          const uint16_t* ap = tile + static_cast<int64_t>(B.block_rows[i]) * 2 * T * 2;  // first of 2 pair rows
+          for (int v = 0; v < V; ++v) {
+            acc[v] = _mm512_dpbf16_ps(acc[v], (__m512bh)_mm512_loadu_si512(ap + v * 32), w0);
+            acc[v] = _mm512_dpbf16_ps(acc[v], (__m512bh)_mm512_loadu_si512(ap + T * 2 + v * 32), w1);
+          }
+        }
+        if (!last) {
+          for (int v = 0; v < V; ++v) _mm512_storeu_ps(dst + v * 16, acc[v]);
+          continue;
+        }
+        const __m512 scale = _mm512_set1_ps(a.scale[n]);
+        const __m512 bias = _mm512_set1_ps(a.bias != nullptr ? a.bias[n] : 0.0f);
+        for (int v = 0; v < V; ++v) {
+          __m512 f = _mm512_mul_ps(acc[v], scale);
+          if (a.bias != nullptr) f = _mm512_add_ps(f, bias);
+          _mm512_storeu_ps(dst + v * 16, f);
+        }
+      }
+    }
+    const int64_t rows = a.M - t * T < T ? a.M - t * T : T;
+    for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
+      const int64_t cols = ncols - j0 < 16 ? ncols - j0 : 16;
+      const __mmask16 mask = static_cast<__mmask16>(cols == 16 ? 0xFFFF : (1u << cols) - 1u);
+      for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < cols ? _mm512_loadu_si512(scratch.data() + (j0 + i) * T + r0) : _mm512_setzero_si512();
+        Transpose16x16(r);
+        const int64_t nr = rows - r0 < 16 ? rows - r0 : 16;
+        for (int64_t i = 0; i < nr; ++i)
+          _mm512_mask_storeu_ps(a.C + (t * T + r0 + i) * a.ldc + n_begin + j0, mask, _mm512_castsi512_ps(r[i]));
+      }
+    }
+  }
+}
+
+}  // namespace onnxq::kernels

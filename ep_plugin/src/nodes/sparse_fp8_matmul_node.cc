@@ -1,0 +1,103 @@
+#include "nodes/sparse_fp8_matmul_node.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu_features.h"
+
+namespace onnxq {
+namespace {
+
+kernels::Fp8Format FormatOf(ONNXTensorElementDataType t) {
+  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2 ? kernels::Fp8Format::kE5M2 : kernels::Fp8Format::kE4M3FN;
+}
+
+}  // namespace
+
+bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
+  if (!spec.sparse || !spec.is_fp8() || spec.block_k != 4 || spec.block_n != 1) return false;
+  const auto& f = kernels::GetCpuFeatures();
+  if (!f.avx512_bf16 || !f.avx512bw) return false;
+  const char* mode = std::getenv("ONNXQ_SPARSE");
+  if (mode != nullptr && std::string(mode) == "never") return false;
+  if (mode != nullptr && std::string(mode) == "always") return true;
+  const double total = static_cast<double>(spec.K / 4) * static_cast<double>(spec.N);
+  return 1.0 - static_cast<double>(spec.sparse_block_rows.size()) / total >= 0.6;
+}
+
+SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
+    : input_index_(input_index), input_kind_(spec.input_kind), quantize_scale_(spec.quantize_scale), pool_(pool) {
+  if (input_kind_ != QdqMatMulSpec::InputKind::kFloatWeightOnly) activation_format_ = FormatOf(spec.activation_type);
+  weights_ = kernels::MakeBlockSparseBf16(reinterpret_cast<const uint8_t*>(spec.weight.data()),
+                                          static_cast<int64_t>(spec.weight.size()), FormatOf(spec.weight_type),
+                                          spec.sparse_block_rows.data(),
+                                          static_cast<int64_t>(spec.sparse_block_rows.size()),
+                                          spec.sparse_col_ptr.data(), static_cast<int64_t>(spec.sparse_col_ptr.size()),
+                                          spec.K, spec.N);
+  const float a_scale = input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f : spec.activation_scale;
+  scale_.resize(static_cast<size_t>(spec.N));
+  for (int64_t n = 0; n < spec.N; ++n) scale_[n] = a_scale * spec.weight_scale[spec.weight_scale.size() == 1 ? 0 : n];
+  bias_ = spec.bias;
+  for (int i = 0; i < 256; ++i)
+    fp8_to_bf16_[i] = kernels::FloatToBf16(kernels::Fp8ToFloat(static_cast<uint8_t>(i), activation_format_));
+}
+
+void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
+  Ort::KernelContext context(raw_context);
+  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
+  Ort::ConstValue input = context.GetInput(input_index_);
+  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
+    throw std::runtime_error("input is missing or not a tensor");
+  auto info = input.GetTensorTypeAndShapeInfo();
+  const std::vector<int64_t> in_shape = info.GetShape();
+  const int64_t K = weights_.K, N = weights_.N;
+  if (in_shape.empty() || in_shape.back() != K)
+    throw std::runtime_error("MatMul input's last dimension does not match the weight's K=" + std::to_string(K));
+  const size_t count = info.GetElementCount();
+  const int64_t M = static_cast<int64_t>(count) / K;
+  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
+  out_shape.push_back(N);
+  Ort::UnownedValue output = context.GetOutput(0, out_shape);
+  if (static_cast<OrtValue*>(output) == nullptr) return;
+  if (M == 0) return;
+  thread_local std::vector<uint16_t> a, packed;
+  if (a.size() < count) a.resize(count);
+  if (input_kind_ == QdqMatMulSpec::InputKind::kQuantized) {
+    const uint8_t* src = static_cast<const uint8_t*>(input.GetTensorRawData());
+    for (size_t i = 0; i < count; ++i) a[i] = fp8_to_bf16_[src[i]];
+  } else {
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
+    if (input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly)
+      kernels::ConvertToBf16Avx512(input.GetTensorData<float>(), count, a.data());
+    else
+      kernels::QuantizeFp8ToBf16Avx512(input.GetTensorData<float>(), count, quantize_scale_, activation_format_,
+                                       a.data());
+  }
+  packed.resize(kernels::PackedTokensBf16Size(M, K));
+  kernels::PackTokensBf16Avx512(a.data(), M, K, packed.data());
+  kernels::SpmmBf16Args args;
+  args.M = M;
+  args.A = a.data();
+  args.B = &weights_;
+  args.scale = scale_.data();
+  args.bias = bias_.empty() ? nullptr : bias_.data();
+  args.C = output.GetTensorMutableData<float>();
+  args.ldc = N;
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  const int64_t chunks = std::min<int64_t>(N, threads * 4);
+  const int64_t per = (N + chunks - 1) / chunks;
+  const uint16_t* pk = packed.data();
+  auto run = [&](size_t c) {
+    const int64_t n0 = static_cast<int64_t>(c) * per, n1 = std::min(N, n0 + per);
+    if (n0 < n1) kernels::SpmmBf16_4x1_Avx512(args, pk, n0, n1);
+  };
+  if (pool_ == nullptr || threads == 1) {
+    for (int64_t c = 0; c < chunks; ++c) run(static_cast<size_t>(c));
+  } else {
+    pool_->ParallelFor(static_cast<size_t>(chunks), run);
+  }
+}
+
+}  // namespace onnxq

@@ -1,0 +1,34 @@
+// Compiled FP8 Q/DQ MatMul whose weight is block-sparse (4 x 1): blocks widened to bf16 pairs once, activations
+// (float weight-only, or FP8 through Q/DQ) brought to bf16 per run, tokens-as-lanes AVX512-BF16 kernel.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/fp8.h"
+#include "kernels/spmm_bf16_fp8w.h"
+#include "nodes/compiled_node.h"
+#include "patterns/qdq_matmul_pattern.h"
+#include "runtime/thread_pool.h"
+
+namespace onnxq {
+
+class SparseFp8MatMulNode : public CompiledNode {
+ public:
+  SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
+  void Compute(OrtKernelContext* context) const override;
+  const char* kernel_name() const override { return "sparse4x1-fp8-avx512bf16"; }
+  static bool Pays(const QdqMatMulSpec& spec);
+
+ private:
+  size_t input_index_;
+  QdqMatMulSpec::InputKind input_kind_;
+  kernels::Fp8Format activation_format_ = kernels::Fp8Format::kE4M3FN;
+  float quantize_scale_;
+  kernels::BlockSparseBf16 weights_;
+  std::vector<float> scale_, bias_;
+  uint16_t fp8_to_bf16_[256];
+  ThreadPool* pool_;
+};
+
+}  // namespace onnxq

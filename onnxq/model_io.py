@@ -109,3 +109,61 @@ def _external_tensors(model: onnx.ModelProto):
     for t in _get_all_tensors(model):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             yield t
+
+
+# ------------------------------------------------------------------------ large tensors without copies
+
+_STUB_LOCATION = "onnxq-large-tensor-stub"
+
+
+def _is_repeated(f) -> bool:  # type: ignore[no-untyped-def]
+    return f.is_repeated if hasattr(f, "is_repeated") else f.label == f.LABEL_REPEATED
+
+
+def _copy_fields(src, dst, skip: frozenset[str] = frozenset()) -> None:  # type: ignore[no-untyped-def]
+    for f, v in src.ListFields():
+        if f.name in skip:
+            continue
+        if _is_repeated(f):
+            getattr(dst, f.name).extend(v)
+        elif f.type == f.TYPE_MESSAGE:
+            getattr(dst, f.name).CopyFrom(v)
+        else:
+            setattr(dst, f.name, v)
+
+
+def is_stub(t: onnx.TensorProto) -> bool:
+    """A placeholder made by split_large_initializers."""
+    return t.data_location == onnx.TensorProto.EXTERNAL and any(
+        e.key == "location" and e.value == _STUB_LOCATION for e in t.external_data)
+
+
+def split_large_initializers(model: onnx.ModelProto, threshold: int = 4096
+                             ) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """A copy of `model` whose main-graph initializers over `threshold` bytes (and those already external) are stubs
+    (name, type and dims; data "external" at a location nothing reads), made without copying their data; and those
+    tensors by name: the caller's own objects, not copies, so `model` must stay alive and unchanged while they are
+    used. Graph passes, onnx's converters and shape inference then work on a small model; the weights are copied
+    once, by restore_large_initializers, or written straight to a file (a model of several GiB is never held twice
+    for them)."""
+    sk = onnx.ModelProto()
+    _copy_fields(model, sk, frozenset({"graph"}))
+    _copy_fields(model.graph, sk.graph, frozenset({"initializer"}))
+    large: dict[str, onnx.TensorProto] = {}
+    for t in model.graph.initializer:
+        if is_stub(t) or (t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() <= threshold):
+            sk.graph.initializer.append(t)
+            continue
+        large[t.name] = t
+        stub = sk.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
+                                        data_location=onnx.TensorProto.EXTERNAL)
+        stub.external_data.add(key="location", value=_STUB_LOCATION)
+    return sk, large
+
+
+def restore_large_initializers(model: onnx.ModelProto, large: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
+    """Put the tensors back in place of their stubs (in place; returns `model`)."""
+    for t in model.graph.initializer:
+        if t.name in large and is_stub(t):
+            t.CopyFrom(large[t.name])
+    return model

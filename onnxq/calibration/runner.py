@@ -1,7 +1,8 @@
 """Run a model with extra outputs (intermediate tensors) through stock onnxruntime's CPU provider, in groups
 sized so one ``run`` never returns more than a byte budget — the outputs for one batch need not fit in memory
-at once. The session is built from bytes in memory; only a model over protobuf's 2 GiB goes through a private
-temporary directory (removed afterwards), never the current directory."""
+at once. The session is built from bytes in memory; a model with over 256 MiB of weights (or over protobuf's 2 GiB)
+goes through a private temporary directory (removed afterwards; never the current directory), its weights written
+straight from the model, so the model is never copied or serialized whole."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from onnxq.errors import OnnxqError, onnxruntime_errors
+from onnxq.model_io import is_stub, restore_large_initializers, split_large_initializers
 
 _PROTOBUF_LIMIT = 2**31 - 1
+_IN_MEMORY_LIMIT = 256 << 20  # models with more weight bytes reach onnxruntime through a private temporary file
 
 
 class TensorRunner:
@@ -30,8 +33,7 @@ class TensorRunner:
         self.budget = max(1, int(memory_mb * 2**20))
         self.sizes: dict[str, int] = {}
         self._shapes = _static_numel(model)
-        aug = onnx.ModelProto()
-        aug.CopyFrom(model)
+        aug, large = split_large_initializers(model)  # the weights are not copied: see below
         outs = {o.name for o in aug.graph.output}
         for n in self.names:
             if n not in outs and n not in self.inputs:
@@ -43,13 +45,13 @@ class TensorRunner:
             so.intra_op_num_threads = threads
         self._tmp: str | None = None
         try:
-            if aug.ByteSize() < _PROTOBUF_LIMIT:
+            if aug.ByteSize() + sum(t.ByteSize() for t in large.values()) < min(_PROTOBUF_LIMIT, _IN_MEMORY_LIMIT):
+                restore_large_initializers(aug, large)
                 self.sess = ort.InferenceSession(aug.SerializeToString(), sess_options=so,
                                                  providers=["CPUExecutionProvider"])
-            else:
+            else:  # large: the weights go straight from the model to a file (no copy of the model, no bytes of it)
                 self._tmp = tempfile.mkdtemp(prefix="onnxq-calib-")
-                path = os.path.join(self._tmp, "model.onnx")
-                onnx.save_model(aug, path, save_as_external_data=True, location="model.onnx.data")
+                path = _save_with_external_data(aug, large, self._tmp)
                 self.sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
         except onnxruntime_errors() as e:
             self.close()
@@ -110,6 +112,30 @@ class TensorRunner:
             vals = self.run(group, feed)
             yield from zip(group, vals, strict=True)
             del vals
+
+
+def _save_with_external_data(aug: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], directory: str) -> str:
+    """Write `aug` (whose large initializers are stubs) to `directory`, the stubs' data into one file beside it."""
+    data_name = "weights.bin"
+    with open(os.path.join(directory, data_name), "wb") as f:
+        for t in aug.graph.initializer:
+            src = large.get(t.name)
+            if src is None or not is_stub(t):
+                continue
+            if src.data_location == onnx.TensorProto.EXTERNAL or src.data_type == onnx.TensorProto.STRING:
+                t.CopyFrom(src)
+                continue
+            raw = src.raw_data if src.HasField("raw_data") else numpy_helper.to_array(src).tobytes()
+            f.write(b"\0" * (-f.tell() % 4096))  # page-aligned, so onnxruntime may map it
+            offset = f.tell()
+            f.write(raw)
+            del t.external_data[:]
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
+                t.external_data.add(key=k, value=v)
+            del raw
+    path = os.path.join(directory, "model.onnx")
+    onnx.save_model(aug, path)
+    return path
 
 
 def _static_numel(model: onnx.ModelProto):  # type: ignore[no-untyped-def]

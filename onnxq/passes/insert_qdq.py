@@ -96,6 +96,13 @@ class _Names:
         return name
 
 
+def _float_values(w: gs.Constant) -> np.ndarray:
+    """The weight's values, read without caching them in the graph: the float copy is dropped right after it is
+    quantized (graphsurgeon would otherwise keep every float weight of the model in memory until export)."""
+    lazy = getattr(w, "_values", None)
+    return lazy.load() if isinstance(lazy, gs.ir.tensor.LazyValues) else w.values
+
+
 def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                ranges: Mapping[str, tuple[float, float]], cache: WeightCache | None = None) -> gs.Graph:
     cache = cache or WeightCache()
@@ -110,7 +117,7 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
         axis = t.axis if per_channel else None
         key = (t.weight, axis, config.format)
         if key not in weight_consts:
-            q, s = cache.get(key, lambda w=w, axis=axis: quantize_weight(w.values, axis, config))
+            q, s = cache.get(key, lambda w=w, axis=axis: quantize_weight(_float_values(w), axis, config))
             zp = np.zeros(s.shape, q.dtype)
             weight_consts[key] = (gs.Constant(names(f"{t.weight}_quantized"), q),
                                   gs.Constant(names(f"{t.weight}_scale"), s),

@@ -7,8 +7,8 @@
 * every node gets a unique name (exclusion patterns, reports and comparisons need one);
 * shape inference, so activations have types (and shapes where onnx can tell).
 
-Converters and shape inference run on a *skeleton* of the model whose large tensors are stubs (so models
-beyond protobuf's 2 GiB work and weights are not serialized twice); the tensors are put back afterwards.
+Everything runs on a *skeleton* of the model whose large tensors are stubs (so models beyond protobuf's 2 GiB work,
+and weights are neither serialized nor copied more than once); the tensors are copied in at the end.
 """
 
 from __future__ import annotations
@@ -17,24 +17,24 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxq.errors import OnnxqError
+from onnxq.model_io import is_stub, restore_large_initializers, split_large_initializers
 from onnxq.quantizer.config import QuantConfig
-
-_STUB_LOCATION = "onnxq-preprocess-stub"
 
 
 def preprocess(model: onnx.ModelProto, config: QuantConfig) -> onnx.ModelProto:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    # the weights are not copied until the end (peak memory: the input model and the output, not four copies)
+    m, stash = split_large_initializers(model)
     _constants_to_initializers(m.graph)
-    _fold_transposed_constants(m.graph)
+    _fold_transposed_constants(m.graph, stash)
     _name_nodes(m.graph)
-    skeleton, stash = _skeleton(m)
+    skeleton, made = split_large_initializers(m)  # large tensors the steps above made (Constants, transposes)
+    stash.update(made)
     skeleton = _upgrade_opset(skeleton, config.opset)
     try:
         skeleton = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # shape inference is best effort: quantization still works without shapes
         config.notes.append(f"shape inference failed ({str(e).splitlines()[0]}); continuing without it")
-    return _restore(skeleton, stash)
+    return restore_large_initializers(skeleton, stash)
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -72,12 +72,14 @@ def _constant_value(n: onnx.NodeProto) -> onnx.TensorProto | None:
     return None  # sparse_value / strings: leave the node alone
 
 
-def _fold_transposed_constants(g: onnx.GraphProto) -> None:
+def _fold_transposed_constants(g: onnx.GraphProto, stash: dict[str, onnx.TensorProto]) -> None:
     inits = {t.name: t for t in g.initializer}
     keep = []
     for n in g.node:
         if n.op_type == "Transpose" and n.domain in ("", "ai.onnx") and n.input and n.input[0] in inits:
             src = inits[n.input[0]]
+            if is_stub(src):
+                src = stash.get(src.name, src)
             if src.data_location != onnx.TensorProto.EXTERNAL and src.data_type == onnx.TensorProto.FLOAT:
                 arr = numpy_helper.to_array(src)
                 perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
@@ -137,34 +139,3 @@ def _upgrade_opset(m: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     if m.ir_version < 10:
         m.ir_version = 10  # FP8 types need IR >= 9, opset 21 needs IR 10
     return m
-
-
-def _skeleton(m: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
-    """A copy whose large initializers are stubs pointing at a location nothing reads; returns the originals."""
-    stash: dict[str, onnx.TensorProto] = {}
-    sk = onnx.ModelProto()
-    sk.CopyFrom(m)
-    for t in sk.graph.initializer:
-        if _nbytes(t) > 4096:
-            orig = onnx.TensorProto()
-            orig.CopyFrom(t)
-            stash[t.name] = orig
-            stub = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims,
-                                    data_location=onnx.TensorProto.EXTERNAL)
-            stub.external_data.add(key="location", value=_STUB_LOCATION)
-            t.CopyFrom(stub)
-    return sk, stash
-
-
-def _restore(m: onnx.ModelProto, stash: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
-    for t in m.graph.initializer:
-        if t.name in stash and t.data_location == onnx.TensorProto.EXTERNAL and any(
-                e.key == "location" and e.value == _STUB_LOCATION for e in t.external_data):
-            t.CopyFrom(stash[t.name])
-    return m
-
-
-def _nbytes(t: onnx.TensorProto) -> int:
-    if t.data_location == onnx.TensorProto.EXTERNAL:
-        return 1 << 62  # already external: never load it just to look at it
-    return t.ByteSize()

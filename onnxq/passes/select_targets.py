@@ -70,6 +70,12 @@ def _is_activation(t: gs.Tensor) -> bool:
     return isinstance(t, gs.Variable) and _is_float(t)
 
 
+def _finite(t: gs.Constant) -> bool:
+    """No NaN / inf; a lazily loaded weight is read without caching it in the graph (one float copy at a time)."""
+    lazy = getattr(t, "_values", None)
+    return bool(np.all(np.isfinite(lazy.load() if isinstance(lazy, gs.ir.tensor.LazyValues) else t.values)))
+
+
 def select_targets(graph: gs.Graph, config: QuantConfig) -> QuantPlan:
     plan = QuantPlan()
     patterns = [re.compile(p) for p in config.exclude]
@@ -117,11 +123,11 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
             return "unexpected MatMul arity"
         a, b = ins
         if _is_float_const(b):
-            if b.values.ndim != 2:
-                return f"constant MatMul operand is {b.values.ndim}-D (only 2-D weights are quantized)"
-            if b.values.size == 0:  # onnxruntime's fused Q/DQ MatMul leaves a K = 0 output uninitialized
+            if len(b.shape) != 2:
+                return f"constant MatMul operand is {len(b.shape)}-D (only 2-D weights are quantized)"
+            if 0 in b.shape:  # onnxruntime's fused Q/DQ MatMul leaves a K = 0 output uninitialized
                 return "weight is empty (a zero-size dim); left in float"
-            if not np.all(np.isfinite(b.values)):
+            if not _finite(b):
                 return "weight holds NaN or infinity; left in float"
             plan.weights.append(WeightTarget(node.name, node.op, 1, b.name, 1))
             act(node, 0)
@@ -136,30 +142,30 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
         act(node, 1)
         return None
     if node.op == "Gemm":
-        if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim != 2:
+        if len(ins) < 2 or not _is_float_const(ins[1]) or len(ins[1].shape) != 2:
             return "Gemm weight is not a constant 2-D float tensor"
-        if ins[1].values.size == 0:
+        if 0 in ins[1].shape:
             return "weight is empty (a zero-size dim); left in float"
         act_ok = not node.attrs.get("transA", 0)
-        if not np.all(np.isfinite(ins[1].values)):
+        if not _finite(ins[1]):
             return "weight holds NaN or infinity; left in float"
         plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0 if node.attrs.get("transB", 0) else 1))
         if act_ok:
             act(node, 0)
         return None
     if node.op == "Conv":
-        if len(ins) < 2 or not _is_float_const(ins[1]) or ins[1].values.ndim < 3:
+        if len(ins) < 2 or not _is_float_const(ins[1]) or len(ins[1].shape) < 3:
             return "Conv weight is not a constant float tensor"
-        if not np.all(np.isfinite(ins[1].values)):
+        if not _finite(ins[1]):
             return "weight holds NaN or infinity; left in float"
         plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0))
         act(node, 0)
         return None
     if node.op == "Gather":
         data = ins[0] if ins else None
-        if data is None or not _is_float_const(data) or data.values.ndim != 2 or node.attrs.get("axis", 0) != 0:
+        if data is None or not _is_float_const(data) or len(data.shape) != 2 or node.attrs.get("axis", 0) != 0:
             return "Gather of something other than a constant 2-D float table along axis 0"
-        if not np.all(np.isfinite(data.values)):
+        if not _finite(data):
             return "table holds NaN or infinity; left in float"
         plan.weights.append(WeightTarget(node.name, node.op, 0, data.name, 0))
         return None

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,7 @@ def run_pipeline(model: onnx.ModelProto, config: QuantConfig, calibration_data: 
     config.notes = []
     pre = preprocess(model, config)
     plan: QuantPlan = select_targets(gs.import_onnx(pre), config)
+    gc.collect()  # that graph (a reference cycle) holds every float weight as numpy: free it before calibrating
     if not plan.weights and not plan.activations:
         raise OnnxqError(f"nothing to quantize: no node of {', '.join(config.op_types)} with a constant float "
                          "weight (or a float activation) outside the exclusions"

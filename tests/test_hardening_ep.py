@@ -216,6 +216,12 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "unused-output-act-matmul": lambda: _dangling(act("u8"), "a_dq"),
     # block-sparse values the file's function body changes (saturating Cast)
     "sparse-e5m2-inf-values": sparse_e5m2_with_inf,
+    # scales so large that dequantized values overflow (onnxruntime: inf / NaN; the EP must not make them finite)
+    "w-scale-dequantized-overflow": lambda: _set(int8(), "w_scale", np.array([0.01] * 5 + [3e36] + [0.01] * 2,
+                                                                              np.float32)),
+    "x-scale-dequantized-overflow": lambda: _set(int8(), "x_scale", np.array(1e36, np.float32)),
+    "fp8-e5m2-scale-dequantized-overflow": lambda: _set(fp8(weight_format="e5m2"), "w_scale",
+                                                        np.full(8, 1e34, np.float32)),
     # scales whose product overflows float (found by the fuzzer: 0 * inf = NaN where onnxruntime gives 0)
     "scale-product-overflow-weight": lambda: _set(_set(int8(), "x_scale", np.array(3e38, np.float32)), "w_scale",
                                                   np.full(8, 4.0, np.float32)),
@@ -231,7 +237,8 @@ def test_hostile_model_fails_cleanly_or_matches_onnxruntime(name: str) -> None:
 
 
 # Groups the EP must leave to onnxruntime (the session opens; the MatMul/Gemm is not the EP's).
-NOT_CLAIMED = ["w-scale-N+1", "w-scale-N-1", "w-scale-rank2", "w-scale-on-K-axis", "w-zp-shorter-than-scale",
+NOT_CLAIMED = ["w-scale-dequantized-overflow", "x-scale-dequantized-overflow",
+               "w-scale-N+1", "w-scale-N-1", "w-scale-rank2", "w-scale-on-K-axis", "w-zp-shorter-than-scale",
                "w-zp-per-tensor-scale-per-column", "w-zp-rank-differs", "w-uint8", "w-int16", "w-int32",
                "w-scale-float16", "w-scale-double", "w-axis-0-per-column", "w-block-size", "fp8-w-zp-nonzero",
                "q-saturate-0-fp8", "w-K-over-int32-bound", "scale-product-overflow-weight",

@@ -6,8 +6,8 @@ session creation or at run time. What it must never do, and what makes ``check``
 
 * an exception that is not onnxruntime's (a crash of the process is caught by the fuzzer / sanitizer instead);
 * different results from stock onnxruntime on a model both accept: different output names, types, shapes,
-  NaN/inf where onnxruntime has finite values, or values further apart than a loose tolerance (5% of the output's
-  range: quantization differences are far smaller; reading the wrong weights or memory is not);
+  NaN/inf where onnxruntime has finite values or the reverse, or values further apart than a loose tolerance
+  (5% of the output's range: quantization differences are far smaller; reading the wrong weights or memory is not);
 * with ``strict=True`` also: the EP makes a model that onnxruntime accepts fail (it should decline a group it
   cannot run, not fail the session), or fails a run that onnxruntime completes.
 
@@ -210,6 +210,9 @@ def _compare(names: list[str], ref: list, got: list) -> None:  # type: ignore[ty
         if np.any(fr & ~fg):
             raise Finding(f"output '{name}': the onnxq EP gives {int(np.sum(fr & ~fg))} NaN/inf where onnxruntime "
                           "is finite")
+        if np.any(~fr & fg):
+            raise Finding(f"output '{name}': the onnxq EP gives {int(np.sum(~fr & fg))} finite values where "
+                          "onnxruntime gives NaN/inf")
         both = fr & fg
         if not np.any(both):
             continue

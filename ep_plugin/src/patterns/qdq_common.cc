@@ -1,6 +1,7 @@
 #include "patterns/qdq_common.h"
 
 #include <cmath>
+#include <limits>
 
 #include "patterns/graph_utils.h"
 
@@ -31,6 +32,10 @@ bool IsScalarLike(const Constant& c) { return c.count == 1 && c.shape.size() <= 
 float ReadPositiveFiniteScale(const Constant& c, size_t i) {
   const float s = static_cast<const float*>(c.data)[i];
   if (!std::isfinite(s) || !(s > 0.0f)) throw NoMatch{"scale is not a positive finite number"};
+  // DequantizeLinear's float output must stay finite for every 8-bit value (|q - zp| <= 255 for INT8, <= 57344 for
+  // FP8 E5M2): where onnxruntime's dequantized weights or activations overflow to inf (and then give inf / NaN), the
+  // EP's exact integer sum times one combined scale would give finite numbers instead. (Found by tools/fuzz.)
+  if (s > std::numeric_limits<float>::max() / 57344.0f) throw NoMatch{"scale so large dequantized values overflow"};
   return s;
 }
 

@@ -270,6 +270,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """`onnxq zoo list` / `onnxq zoo run`: the model zoo pipeline (onnxq/zoo, docs/zoo.md)."""
+    from onnxq.zoo import recipes as zrecipes
+    from onnxq.zoo import registry
+
+    if args.zoo_cmd == "list":
+        print(f"{'model':<22} {'family':<10} {'task':<15} {'ready':<6} description")
+        for e in registry.MODELS.values():
+            missing = e.missing()
+            print(f"{e.name:<22} {e.family:<10} {e.task:<15} {'no' if missing else 'yes':<6} {e.description}"
+                  + (f" [needs {', '.join(missing)}]" if missing else ""))
+        print("\ngroups: " + "; ".join(f"{g} = {' '.join(m)}" for g, m in registry.GROUPS.items() if g != "all"))
+        print("\nrecipes (fp32 is always run as the baseline):")
+        for r in zrecipes.RECIPES.values():
+            print(f"  {r.name:<22} {r.description}")
+        return 0
+    if args.zoo_cmd != "run":
+        raise OnnxqError("usage: onnxq zoo {run,list}")
+    from onnxq.zoo.pipeline import DEFAULT_CACHE, ZooSettings, run_zoo
+
+    settings = ZooSettings(out=Path(args.out), cache=Path(args.cache or DEFAULT_CACHE),
+                           recipes=tuple(args.recipes or zrecipes.DEFAULT_RECIPES), eval_size=args.eval_size,
+                           bench_passes=args.bench_passes, bench_reps=args.bench_reps, threads=args.threads,
+                           benchmark=not args.no_bench, force=args.force, progress=not args.no_progress)
+    executor = args.executor or ("serial" if args.jobs == 1 else "process")
+    result = run_zoo(args.models, settings, executor=executor, jobs=args.jobs)
+    failed = [m["model"] for m in result.models if m["status"] == "failed"]
+    print(f"zoo: {len(result.models)} model(s), {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+    print("wrote " + ", ".join(result.paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnxq",
@@ -414,6 +446,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pack a weight only if this share of its blocks is zero (default 0.5)")
     ps.add_argument("--top", type=int, default=10, help="weights to list (default 10)")
     ps.set_defaults(func=cmd_sparsify)
+
+    pz = sub.add_parser("zoo", help="model zoo: export, convert, evaluate and benchmark many models in one command",
+                        description="Export models to ONNX, apply recipes (FP32, INT8, FP8, block-sparse), evaluate "
+                        "them on offline data and time stock onnxruntime against the onnxq EP; resumable, parallel.")
+    zsub = pz.add_subparsers(dest="zoo_cmd", metavar="{run,list}")
+    zsub.add_parser("list", help="models, groups and recipes")
+    zr = zsub.add_parser("run", help="run the pipeline and write OUT/zoo.md, zoo.json and PNG plots")
+    zr.add_argument("--models", nargs="+", metavar="NAME", help="models, groups (ci, real, config, vision, default, "
+                    "all) or .onnx paths (default: default)")
+    zr.add_argument("--recipes", nargs="+", metavar="NAME", help="zoo recipes (default: fp32 int8 fp8-e4m3 fp8-e5m2 "
+                    "int8-bs4x1-50 int8-bs4x1-80); fp32 always runs")
+    zr.add_argument("--out", required=True, help="output directory (models, manifest, report)")
+    zr.add_argument("--cache", help="export cache (default ~/.cache/onnxq/zoo)")
+    zr.add_argument("--jobs", type=int, default=1, help="models in parallel (default 1)")
+    zr.add_argument("--executor", choices=("serial", "process", "ray"), default=None,
+                    help="serial (default with --jobs 1), process (default otherwise) or ray")
+    zr.add_argument("--eval-size", choices=("small", "full"), default="small", help="evaluation set size")
+    zr.add_argument("--threads", type=int, default=1, help="threads per session (default 1)")
+    zr.add_argument("--bench-passes", type=int, default=3, help="interleaved benchmark passes (default 3)")
+    zr.add_argument("--bench-reps", type=int, default=3, help="runs per pass (default 3)")
+    zr.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
+    zr.add_argument("--force", action="store_true", help="rerun steps the manifest says are done")
+    zr.add_argument("--no-progress", action="store_true", help="no progress display")
+    pz.set_defaults(func=cmd_zoo, zoo_cmd=None)
     return p
 
 

@@ -103,12 +103,14 @@ class _Steps:
         self.entry, self.settings = entry, settings
         self.manifest = Manifest(settings.out, entry.name)
         self.counts = {"done": 0, "skipped": 0, "failed": 0}
+        self.work_s = 0.0  # step time, this run's or (for skipped steps) the run's that did them
 
     def run(self, step: str, params: dict, fn: Any, check: Any = None) -> tuple[dict | None, str | None]:
         key = Manifest.key(step=step, **params)
         rec = None if self.settings.force else self.manifest.get(step, key)
         if rec is not None and (check is None or check(rec["result"])):
             self.counts["skipped"] += 1
+            self.work_s += float(rec.get("seconds", 0.0))
             _log(self.settings, self.entry.name, f"{step}: skipped (done before)")
             return rec["result"], None
         t0 = time.perf_counter()
@@ -119,6 +121,7 @@ class _Steps:
             _log(self.settings, self.entry.name, f"{step}: FAILED {_error(e)}")
             return None, _error(e)
         dt = time.perf_counter() - t0
+        self.work_s += dt
         self.manifest.put(step, key, result, dt)
         self.counts["done"] += 1
         _log(self.settings, self.entry.name, f"{step}: done in {dt:.1f}s")
@@ -237,6 +240,7 @@ def prepare_model(entry: registry.ModelEntry, settings: ZooSettings) -> dict:
         result["trace"] = traceback.format_exc(limit=4).splitlines()[-4:]
         _log(settings, entry.name, f"FAILED {result['error']}")
     result["seconds"] = round(time.perf_counter() - t_start, 1)
+    result["work_s"] = round(steps.work_s, 1)
     return result
 
 
@@ -271,6 +275,7 @@ def benchmark_model(prepared: dict, settings: ZooSettings) -> dict:
            "reps": settings.bench_reps, "threads": settings.threads}
     res, err = steps.run("benchmark", key, lambda: _bench(entry, files, settings))
     out["steps"] = steps.counts
+    out["work_s"] = round(steps.work_s, 1)
     if res is None:
         out["bench_error"] = err
     else:
@@ -374,6 +379,7 @@ def run_zoo(models: list[str] | None, settings: ZooSettings, executor: Executor 
 def _merge_bench(p: dict, res: dict) -> None:
     if "bench_error" in res:
         p["bench_error"] = res["bench_error"]
+    p["work_s"] = round(p.get("work_s", 0.0) + res.get("work_s", 0.0), 1)
     for k, v in res.get("steps", {}).items():
         p.setdefault("steps", {}).setdefault(k, 0)
         p["steps"][k] += v

@@ -260,7 +260,9 @@ def export_config(arch: str, cache: Path) -> Path:
         model, names = tf.DistilBertModel(tf.DistilBertConfig(attn_implementation="eager")), (
             "input_ids", "attention_mask")
     elif arch == "gpt2":
-        model, names = tf.GPT2Model(tf.GPT2Config(attn_implementation="eager", use_cache=False)), ("input_ids",)
+        # with an attention_mask input: without one transformers' mask code calls aten::diff (no ONNX export)
+        model, names = tf.GPT2Model(tf.GPT2Config(attn_implementation="eager", use_cache=False)), (
+            "input_ids", "attention_mask")
     elif arch == "vit-base":
         model, names = tf.ViTModel(tf.ViTConfig(attn_implementation="eager"), add_pooling_layer=False), (
             "pixel_values",)
@@ -298,7 +300,7 @@ def _config_feeds(arch: str, names: tuple[str, ...], batch: int, seq: int, seed:
 
 
 _CONFIG_INPUTS = {"bert-base": ("input_ids", "attention_mask"), "distilbert": ("input_ids", "attention_mask"),
-                  "gpt2": ("input_ids",), "vit-base": ("pixel_values",)}
+                  "gpt2": ("input_ids", "attention_mask"), "vit-base": ("pixel_values",)}
 
 
 def data_config(arch: str, size: str) -> TaskData:

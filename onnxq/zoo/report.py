@@ -80,7 +80,9 @@ def markdown(models: list[dict], meta: dict, cov: dict, cov_task: dict, plots: l
              meta["command"], "```", "",
              f"{meta['cpu']}, {meta['logical_cpus']} logical CPUs; onnxruntime {meta['onnxruntime']}, onnxq "
              f"{meta['onnxq']} at `{meta['git']}`, {meta['date']}; executor {meta['executor']} ({meta['jobs']} "
-             f"job(s)); evaluation set size `{meta['eval_size']}`; {meta['seconds']:.0f} s in all.", "",
+             f"job(s)); evaluation set size `{meta['eval_size']}`; this run {meta['seconds']:.0f} s, step time "
+             f"{sum(m.get('work_s', 0.0) for m in models):.0f} s (steps done by earlier runs of a resumed run "
+             "included).", "",
              "**Metric**: the primary metric of each model — top-1 accuracy (classifiers), sentiment-probe accuracy "
              "(sentence models: a logistic regression trained on FP32 embeddings applied to the recipe's embeddings; "
              "Lee document-similarity r beside it), or, for models with random weights or synthetic inputs, "
@@ -127,12 +129,13 @@ def markdown(models: list[dict], meta: dict, cov: dict, cov_task: dict, plots: l
         if m.get("bench_error"):
             failures.append(f"- **{m['model']}** benchmark: {m['bench_error']}")
     lines += ["", "## Failures", ""] + (failures or ["none"]) + [""]
-    lines += ["## Models", "", "| model | family | task | description | steps done / skipped / failed | s |",
+    lines += ["## Models", "", "| model | family | task | description | steps done / skipped / failed "
+              "(this run) | step s |",
               "|---|---|---|---|---|---|"]
     for m in models:
         s = m.get("steps", {})
         lines.append(f"| {m['model']} | {m['family']} | {m['task']} | {m['description']} | {s.get('done', 0)} / "
-                     f"{s.get('skipped', 0)} / {s.get('failed', 0)} | {m.get('seconds', 0)} |")
+                     f"{s.get('skipped', 0)} / {s.get('failed', 0)} | {m.get('work_s', 0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +145,7 @@ def _plots(models: list[dict], cov: dict, out: Path) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     ok = [m for m in models if m["status"] != "failed" and any("metrics" in r for r in m["rows"])]
@@ -172,6 +176,8 @@ def _plots(models: list[dict], cov: dict, out: Path) -> list[str]:
                                    label=r["recipe"] if fill else None)
             ax.set_title(f"{m['model']} ({m['family']})", fontsize=9)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.set_xlabel("ms (filled: onnxq EP, hollow: stock ORT)", fontsize=7)
             ax.set_ylabel(METRIC_LABEL.get(m["rows"][0].get("primary_name", ""), "metric"), fontsize=7)
             ax.tick_params(labelsize=7)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from onnxq.errors import OnnxqError
+from onnxq.quantizer.config import RECIPES as QRECIPES
 from onnxq.reporting import write_text_atomic
 from onnxq.zoo import recipes as zrecipes
 from onnxq.zoo import registry, tasks
@@ -200,7 +201,10 @@ def prepare_model(entry: registry.ModelEntry, settings: ZooSettings) -> dict:
                 return {**info, "path": str(path), "bytes": _bytes(path)}
 
             if r.name != zrecipes.BASELINE:
-                conv, err = steps.run(f"convert.{r.name}", {**base, "recipe": dataclasses.asdict(r)}, convert,
+                # the quantizer recipe's own settings are part of the key: a changed recipe is converted again
+                qcfg = QRECIPES.get(r.quant_recipe) if r.quant_recipe else None
+                conv, err = steps.run(f"convert.{r.name}", {**base, "recipe": dataclasses.asdict(r), "quant": qcfg},
+                                      convert,
                                       check=lambda res: Path(res["path"]).is_file())
                 if conv is None:
                     row.update(status="failed", error=f"convert: {err}")

@@ -139,6 +139,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         "accuracy_target": args.accuracy_target,
         "accuracy_metric": args.accuracy_metric,
         "accuracy_samples": args.accuracy_samples,
+        "smooth_alpha": args.smooth,
     }
     if args.per_tensor:
         overrides["weight_granularity"] = "per-tensor"
@@ -361,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  fp8-e4m3-weight-only  FP8 weights only; activations stay float (no calibration data needed)\n"
         "  fp8-e5m2, fp8-e5m2-weight-only   the same in E5M2\n"
         "  fp8-e4m3-wide         also Q/DQ on the inputs of Add/Mul/Div/Sub/LayerNormalization (FP8 study)\n"
-        "  int8                  s8 per-channel weights x u8 per-tensor activations, percentile 99.999\n"
+        "  int8                  s8 per-channel weights x u8 per-tensor activations, percentile 99.999,\n"
+        "                        SmoothQuant alpha 0.8\n"
         "  int8-conservative     int8 but attention's activation x activation MatMuls stay float\n\n"
         "example:\n  onnxq quantize model.onnx -o model.fp8.onnx --format fp8-e4m3 --data calib/ --method mse")
     pq.add_argument("model", help="input .onnx (external data beside it is read)")
@@ -383,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     pq.add_argument("--calib-memory-mb", type=float, metavar="MB",
                     help="most activation bytes one calibration run may return (default 1024): tensors are split "
                     "into groups when a batch's activations do not fit")
+    pq.add_argument("--smooth", type=float, metavar="ALPHA",
+                    help="SmoothQuant: move per-channel activation outliers into the weights with strength ALPHA in "
+                    "(0, 1); 0 turns it off (default: the recipe's; int8 recipes 0.8)")
     pq.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor (default per channel)")
     pq.add_argument("--weight-only", action="store_true", help="quantize weights only (no calibration needed)")
     pq.add_argument("--no-activation-matmuls", action="store_true",

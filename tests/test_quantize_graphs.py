@@ -181,7 +181,8 @@ def test_attention_embedding_softmax_and_constant_tensor(fmt):
              for t in q.graph.initializer}
     p_scale = float(inits["p_scale"])
     assert np.isclose(p_scale, 1 / 448 if fmt == "fp8-e4m3" else 1 / 57344 if fmt == "fp8-e5m2" else 1 / 255)
-    assert float(inits["z_scale"]) > 0 and np.isfinite(float(inits["z_scale"]))
+    z_scale = float(inits.get("z_scale", inits.get("z_smoothed_scale")))  # int8 smooths z (s = 1 for zeros)
+    assert z_scale > 0 and np.isfinite(z_scale)
     assert any("constant 0" in w for w in r.warnings)
     # the embedding table is stored in 1 byte, per row
     emb = next(t for t in q.graph.initializer if t.name.startswith("emb") and t.data_type in ONE_BYTE)
@@ -201,7 +202,7 @@ def test_old_opset_model_is_upgraded():
 
 
 def test_weights_shrink_to_a_quarter_and_input_never_modified(tmp_path: Path):
-    m = attention_model()
+    m = attention_model(d=96)
     src = tmp_path / "in.onnx"
     save_model(m, src)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -296,3 +297,30 @@ def test_over_2gib_code_paths(tmp_path: Path, monkeypatch):
     assert list(scratch.iterdir()) == []
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert _cos(_run(m, feeds[0])[0], sess.run(None, feeds[0])[0]) > 0.995
+
+
+def test_smoothing_moves_outlier_channels_into_weights():
+    """INT8 per-tensor activations with a few outlier channels (BERT FFN inputs): SmoothQuant scaling recovers
+    most of the fidelity; the graph stays Mul -> Q -> DQ -> MatMul, which the EP still claims."""
+    m = matmul_chain(k=64, n=64)
+    boost = np.ones(64, np.float32)
+    boost[[3, 40]] = 80.0
+
+    def feeds(n: int, seed: int) -> list[dict]:
+        r = np.random.default_rng(seed)
+        return [{"x": (r.standard_normal((2, 16, 64)) * boost).astype(np.float32)} for _ in range(n)]
+
+    calib, test = feeds(4, 1), feeds(2, 2)
+    plain = _quantize(m, calib, "int8", smooth_alpha=0).model
+    r = _quantize(m, calib, "int8")  # the recipe smooths (alpha 0.5)
+    assert any("smoothing" in n for n in r.notes)
+    assert sum(n.op_type == "Mul" for n in r.model.graph.node) == 2  # one per smoothed tensor (x and h2)
+    ref = _run(m, test[0])[0]
+    err_plain = np.sum((_run(plain, test[0])[0] - ref) ** 2)
+    err_smooth = np.sum((_run(r.model, test[0])[0] - ref) ** 2)
+    assert err_smooth < err_plain / 4
+    sess = ep.session(r.model.SerializeToString())
+    claimed = [n for n in ep.assigned_nodes(sess).get(ep.EP_NAME, []) if n.startswith("MatMul")]
+    assert len(claimed) == 2
+    stock = ort.InferenceSession(r.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, test[0])[0], stock.run(None, test[0])[0], rtol=1e-5, atol=1e-5)

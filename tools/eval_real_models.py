@@ -55,16 +55,18 @@ REPO = Path(__file__).resolve().parent.parent
 MAX_LEN = 256
 SEED = 0
 
-ONNXQ_VARIANTS = [  # (label, recipe, method)
-    ("onnxq fp8-e4m3 minmax", "fp8-e4m3", "minmax"),
-    ("onnxq fp8-e4m3 mse", "fp8-e4m3", "mse"),
-    ("onnxq fp8-e4m3 entropy", "fp8-e4m3", "entropy"),
-    ("onnxq fp8-e4m3 weight-only", "fp8-e4m3-weight-only", None),
-    ("onnxq fp8-e5m2 minmax", "fp8-e5m2", "minmax"),
-    ("onnxq fp8-e5m2 mse", "fp8-e5m2", "mse"),
-    ("onnxq int8 percentile", "int8", "percentile"),
-    ("onnxq int8 mse", "int8", "mse"),
-    ("onnxq int8 minmax", "int8", "minmax"),
+ONNXQ_VARIANTS = [  # (label, recipe, config overrides)
+    ("onnxq fp8-e4m3 minmax", "fp8-e4m3", {"calibration_method": "minmax"}),
+    ("onnxq fp8-e4m3 mse", "fp8-e4m3", {"calibration_method": "mse"}),
+    ("onnxq fp8-e4m3 entropy", "fp8-e4m3", {"calibration_method": "entropy"}),
+    ("onnxq fp8-e4m3 weight-only", "fp8-e4m3-weight-only", {}),
+    ("onnxq fp8-e5m2 minmax", "fp8-e5m2", {"calibration_method": "minmax"}),
+    ("onnxq fp8-e5m2 mse", "fp8-e5m2", {"calibration_method": "mse"}),
+    ("onnxq int8 percentile", "int8", {"calibration_method": "percentile"}),
+    ("onnxq int8 mse", "int8", {"calibration_method": "mse"}),
+    ("onnxq int8 minmax", "int8", {"calibration_method": "minmax"}),
+    ("onnxq int8 percentile, no smoothing", "int8", {"calibration_method": "percentile", "smooth_alpha": 0}),
+    ("onnxq int8 mse, no smoothing", "int8", {"calibration_method": "mse", "smooth_alpha": 0}),
 ]
 ORT_VARIANTS = ["ort quantize_static fp8-e4m3", "ort quantize_static int8", "ort quantize_dynamic int8"]
 
@@ -224,10 +226,10 @@ def file_bytes(path: Path) -> int:
 # ------------------------------------------------------------------------------------------------ variants
 
 
-def quantize_onnxq(src: Path, dst: Path, recipe: str, method: str | None, feeds) -> dict:  # type: ignore[no-untyped-def]
+def quantize_onnxq(src: Path, dst: Path, recipe: str, overrides: dict, feeds) -> dict:  # type: ignore[no-untyped-def]
     import onnxq
 
-    cfg = onnxq.QuantConfig.from_recipe(recipe, calibration_method=method)
+    cfg = onnxq.QuantConfig.from_recipe(recipe, **overrides)
     rep = onnxq.quantize(src, dst, cfg, feeds if cfg.quantize_activations else None)
     return {"layers_quantized": rep.layers_quantized, "warnings": rep.warnings[:5]}
 
@@ -297,13 +299,13 @@ def evaluate_model(name: str, src_dir: Path, cache: Path, data, variants: list[s
     print(f"[{name}] FP32: Lee r {base['lee_pearson']:.4f}, probe {base['probe_acc']:.4f}", file=sys.stderr)
     rows = [base]
     for label in variants:
-        dst = cache / f"{name}.{label.replace(' ', '_')}.onnx"
+        dst = cache / f"{name}.{label.replace(' ', '_').replace(',', '')}.onnx"
         row: dict = {"variant": label}
         try:
             t = time.perf_counter()
             if label.startswith("onnxq"):
-                recipe, method = next((r, m) for lb, r, m in ONNXQ_VARIANTS if lb == label)
-                row.update(quantize_onnxq(fp32, dst, recipe, method, feeds))
+                recipe, overrides = next((r, o) for lb, r, o in ONNXQ_VARIANTS if lb == label)
+                row.update(quantize_onnxq(fp32, dst, recipe, overrides, feeds))
             else:
                 row.update(quantize_ort(label, fp32, dst, fixed_shape_feeds(tok, data)))
             row["quantize_s"] = round(time.perf_counter() - t, 1)
@@ -424,6 +426,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sentences (a smoke run; not for the docs)")
     ap.add_argument("--variants", nargs="+", help="subset of variant labels (default all)")
     ap.add_argument("--render", metavar="JSON", help="only re-render the markdown from a results JSON")
+    ap.add_argument("--merge", action="store_true",
+                    help="update the rows of the evaluated variants in the existing --out JSON (keep the others)")
     args = ap.parse_args()
     if args.render:
         from onnxq.reporting import write_text_atomic
@@ -441,6 +445,22 @@ def main() -> None:
     dirs = model_dirs(cache)
     variants = args.variants or [v[0] for v in ONNXQ_VARIANTS] + ORT_VARIANTS
     results = [evaluate_model(m, dirs[m], cache, data, variants) for m in args.models]
+    out = Path(args.out)
+    earlier = ""
+    if args.merge and out.with_suffix(".json").is_file():
+        old = json.loads(out.with_suffix(".json").read_text())
+        earlier = old["meta"]["command"] + "\n"
+        fresh = {r["model"]: r for r in results}
+        for res in old["results"]:
+            new = fresh.pop(res["model"], None)
+            if new is None:
+                continue
+            rows = {r["variant"]: r for r in res["rows"]}
+            rows.update({r["variant"]: r for r in new["rows"]})  # FP32 row too: same data, same seed
+            order = ["FP32"] + [v[0] for v in ONNXQ_VARIANTS] + ORT_VARIANTS
+            res["rows"] = sorted(rows.values(), key=lambda r: order.index(r["variant"]) if r["variant"] in order
+                                 else len(order))
+        results = old["results"] + list(fresh.values())
     try:
         git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip()
@@ -451,7 +471,8 @@ def main() -> None:
             "onnxruntime": onnxruntime.__version__, "git": git, "date": time.strftime("%Y-%m-%d"),
             "n_calib_tweets": len(data["calib_tweets"]), "n_calib_docs": len(data["calib_docs"]),
             "n_train": len(data["train_text"]), "n_test": len(data["test_text"])}
-    out = Path(args.out)
+    if earlier:
+        meta["command"] = earlier + meta["command"] + "   # rows of these variants replaced"
     from onnxq.reporting import write_text_atomic
 
     write_text_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=2,

@@ -26,13 +26,18 @@ class CalibrationResult:
     samples: int
     warnings: list[str] = field(default_factory=list)
     feeds: list[dict[str, np.ndarray]] = field(default_factory=list)  # the first few, kept for the accuracy search
+    channel_min: dict[str, np.ndarray] = field(default_factory=dict)  # per last-axis channel, for smoothing
+    channel_max: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[str, Mapping[str, Any]]],
-              config: QuantConfig, *, keep_feeds: int = 0,
+              config: QuantConfig, *, keep_feeds: int = 0, channel_tensors: Iterable[str] = (),
               progress: Callable[[int], None] | None = None) -> CalibrationResult:
     inputs = model_inputs(model)
     hists = {t: StreamingHistogram() for t in tensors}
+    per_channel = set(channel_tensors) & set(tensors)
+    cmin: dict[str, np.ndarray] = {}
+    cmax: dict[str, np.ndarray] = {}
     kept: list[dict[str, np.ndarray]] = []
     n = 0
     with TensorRunner(model, tensors, memory_mb=config.calibration_memory_mb) as runner:
@@ -45,6 +50,14 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[
             try:
                 for name, value in runner.iterate(feed, tensors):
                     hists[name].update(value)
+                    if name in per_channel and np.ndim(value) >= 1 and np.size(value):
+                        v = np.asarray(value, np.float32).reshape(-1, np.shape(value)[-1])
+                        v = np.where(np.isfinite(v), v, 0.0)
+                        lo, hi = v.min(axis=0), v.max(axis=0)
+                        if name in cmin and cmin[name].shape == lo.shape:
+                            cmin[name], cmax[name] = np.minimum(cmin[name], lo), np.maximum(cmax[name], hi)
+                        elif name not in cmin:
+                            cmin[name], cmax[name] = lo, hi
             except OnnxqError as e:
                 raise OnnxqError(f"{label}: {e}") from e
             n += 1
@@ -64,4 +77,4 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[
             warnings.append(f"activation '{name}' was constant 0 during calibration; it gets a safe scale "
                             "(range +-1) instead of 0")
         ranges[name] = (lo, hi)
-    return CalibrationResult(hists, ranges, n, warnings, kept)
+    return CalibrationResult(hists, ranges, n, warnings, kept, cmin, cmax)

@@ -24,6 +24,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxq.passes.select_targets import QuantPlan
+from onnxq.passes.smooth import Smoothing
 from onnxq.quantizer.config import QuantConfig
 from onnxq.quantizer.numerics import (
     FP8,
@@ -104,8 +105,15 @@ def _float_values(w: gs.Constant) -> np.ndarray:
 
 
 def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
-               ranges: Mapping[str, tuple[float, float]], cache: WeightCache | None = None) -> gs.Graph:
+               ranges: Mapping[str, tuple[float, float]], cache: WeightCache | None = None,
+               smoothing: Smoothing | None = None,
+               smooth_ranges: Mapping[str, tuple[float, float]] | None = None) -> gs.Graph:
+    """``smoothing`` (from the smooth pass): for its consumer nodes the weight is scaled by ``s`` along K before
+    quantization and the activation goes through ``Mul(x, 1/s)`` before its QuantizeLinear, whose range is
+    ``smooth_ranges[tensor]``."""
     cache = cache or WeightCache()
+    smoothing = smoothing or Smoothing()
+    smooth_ranges = smooth_ranges or {}
     names = _Names(graph)
     nodes = {n.name: n for n in graph.nodes}
     per_channel = config.weight_granularity == "per-channel"
@@ -115,9 +123,17 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
         node = nodes[t.node]
         w = node.inputs[t.input_index]
         axis = t.axis if per_channel else None
-        key = (t.weight, axis, config.format)
+        sx = node.inputs[0].name if t.node in smoothing.consumers else None
+        key = (t.weight, axis, config.format, sx)
         if key not in weight_consts:
-            q, s = cache.get(key, lambda w=w, axis=axis: quantize_weight(_float_values(w), axis, config))
+            def make(w=w, axis=axis, sx=sx, t=t):  # type: ignore[no-untyped-def]
+                values = _float_values(w)
+                if sx is not None:  # diag(s) @ W: rows of [K, N], columns of Gemm transB's [N, K]
+                    sv = smoothing.scales[sx]
+                    values = values * (sv[None, :] if (t.op_type == "Gemm" and t.axis == 0) else sv[:, None])
+                return quantize_weight(values, axis, config)
+
+            q, s = cache.get(key, make)
             zp = np.zeros(s.shape, q.dtype)
             weight_consts[key] = (gs.Constant(names(f"{t.weight}_quantized"), q),
                                   gs.Constant(names(f"{t.weight}_scale"), s),
@@ -129,16 +145,31 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                                    inputs=[qc, sc, zc], outputs=[out]))
         node.inputs[t.input_index] = out
 
-    act_consts: dict[str, tuple[gs.Constant, gs.Constant | None]] = {}
+    act_consts: dict[tuple[str, bool], tuple[gs.Constant, gs.Constant | None]] = {}
+    smoothed_inputs: dict[str, gs.Variable] = {}
     for a in plan.activations:
         node = nodes[a.node]
         x = node.inputs[a.input_index]
-        if a.tensor not in act_consts:
-            lo, hi = a.fixed_range if a.fixed_range is not None else ranges.get(a.tensor, (0.0, 0.0))
+        smooth = a.node in smoothing.consumers and a.input_index == 0 and a.tensor in smoothing.scales
+        if smooth:
+            if a.tensor not in smoothed_inputs:
+                xs = gs.Variable(names(f"{a.tensor}_smoothed"), dtype=np.float32, shape=x.shape)
+                inv = gs.Constant(names(f"{a.tensor}_smooth_inv_scale"),
+                                  (1.0 / smoothing.scales[a.tensor]).astype(np.float32))
+                graph.nodes.append(gs.Node("Mul", names(f"{a.tensor}/SmoothMul"), {}, inputs=[x, inv], outputs=[xs]))
+                smoothed_inputs[a.tensor] = xs
+            x = smoothed_inputs[a.tensor]
+        ckey = (a.tensor, smooth)
+        if ckey not in act_consts:
+            if smooth:
+                lo, hi = smooth_ranges.get(a.tensor, (0.0, 0.0))
+            else:
+                lo, hi = a.fixed_range if a.fixed_range is not None else ranges.get(a.tensor, (0.0, 0.0))
             s, z = activation_params(lo, hi, config)
-            act_consts[a.tensor] = (gs.Constant(names(f"{a.tensor}_scale"), s),
-                                    None if z is None else gs.Constant(names(f"{a.tensor}_zero_point"), z))
-        sc, zc = act_consts[a.tensor]
+            base = f"{a.tensor}_smoothed" if smooth else a.tensor
+            act_consts[ckey] = (gs.Constant(names(f"{base}_scale"), s),
+                                None if z is None else gs.Constant(names(f"{base}_zero_point"), z))
+        sc, zc = act_consts[ckey]
         if zc is None:
             fp8 = FP8[config.fp8_name]
             q_attrs = {"saturate": 1, "output_dtype": fp8.onnx_type}

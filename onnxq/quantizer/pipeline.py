@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx import numpy_helper
 
 from onnxq.calibration.data import DataSource, iter_feeds, model_inputs, synthetic_feeds
 from onnxq.errors import OnnxqError
@@ -21,6 +23,7 @@ from onnxq.passes.finalize import check_model, finalize
 from onnxq.passes.insert_qdq import WeightCache, insert_qdq
 from onnxq.passes.preprocess import preprocess
 from onnxq.passes.select_targets import QuantPlan, select_targets
+from onnxq.passes.smooth import Smoothing, smoothing_candidates, smoothing_scales
 from onnxq.quantizer.accuracy import accuracy_search
 from onnxq.quantizer.config import QuantConfig
 
@@ -97,6 +100,8 @@ def run_pipeline(model: onnx.ModelProto, config: QuantConfig, calibration_data: 
     warnings: list[str] = []
     samples = 0
     kept: list = []
+    smoothing = Smoothing()
+    smooth_ranges: dict[str, tuple[float, float]] = {}
     if need_feeds:
         if calibration_data is None and synthetic_samples:
             calibration_data = synthetic_feeds(model_inputs(pre), synthetic_samples, synthetic_dims)
@@ -109,14 +114,30 @@ def run_pipeline(model: onnx.ModelProto, config: QuantConfig, calibration_data: 
                              "a weight-only recipe (e.g. fp8-e4m3-weight-only)")
         keep = config.accuracy_samples if config.accuracy_target is not None else 0
         tick = progress("calibrating", config.calibration_max_samples) if progress else None
-        calib = calibrate(pre, tensors, iter_feeds(calibration_data), config, keep_feeds=keep, progress=tick)
+        candidates = smoothing_candidates(plan) if config.smooth_alpha else {}
+        calib = calibrate(pre, tensors, iter_feeds(calibration_data), config, keep_feeds=keep,
+                          channel_tensors=candidates, progress=tick)
         ranges, warnings, samples, kept = calib.ranges, warnings + calib.warnings, calib.samples, calib.feeds
+        if candidates:
+            inits = {t.name: t for t in pre.graph.initializer}
+            absmax = {t: np.maximum(np.abs(calib.channel_min[t]), np.abs(calib.channel_max[t]))
+                      for t in candidates if t in calib.channel_min}
+            smoothing = smoothing_scales(candidates, absmax, lambda n: numpy_helper.to_array(inits[n]),
+                                         float(config.smooth_alpha))  # type: ignore[arg-type]
+            for t in smoothing.scales:
+                lo, hi = smoothing.range_of(t, calib.channel_min[t], calib.channel_max[t])
+                if config.activation_grid() != "uint8":
+                    lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
+                smooth_ranges[t] = (lo, hi)
+            if smoothing.scales:
+                config.notes.append(f"smoothing (alpha {config.smooth_alpha}) on {len(smoothing.scales)} activation "
+                                    f"tensor(s) feeding {len(smoothing.consumers)} MatMul/Gemm")
 
     cache = WeightCache()
 
     def build(p: QuantPlan, check: bool = True) -> onnx.ModelProto:
         g = gs.import_onnx(pre)
-        insert_qdq(g, config, p, ranges, cache)
+        insert_qdq(g, config, p, ranges, cache, smoothing, smooth_ranges)
         return finalize(g, config, pre, check=check)
 
     fallbacks: list[dict[str, Any]] = []

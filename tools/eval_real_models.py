@@ -67,6 +67,7 @@ ONNXQ_VARIANTS = [  # (label, recipe, config overrides)
     ("onnxq int8 minmax", "int8", {"calibration_method": "minmax"}),
     ("onnxq int8 percentile, no smoothing", "int8", {"calibration_method": "percentile", "smooth_alpha": 0}),
     ("onnxq int8 mse, no smoothing", "int8", {"calibration_method": "mse", "smooth_alpha": 0}),
+    ("onnxq int8 minmax, no smoothing", "int8", {"calibration_method": "minmax", "smooth_alpha": 0}),
 ]
 ORT_VARIANTS = ["ort quantize_static fp8-e4m3", "ort quantize_static int8", "ort quantize_dynamic int8"]
 
@@ -272,6 +273,31 @@ def quantize_ort(kind: str, src: Path, dst: Path, feeds) -> dict:  # type: ignor
     return {}
 
 
+def _ort_child(kind: str, src: str, dst: str, feeds, limit_gib: float) -> None:  # type: ignore[no-untyped-def]
+    import resource
+
+    cap = int(limit_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    quantize_ort(kind, Path(src), Path(dst), feeds)
+
+
+def quantize_ort_isolated(kind: str, src: Path, dst: Path, feeds,  # type: ignore[no-untyped-def]
+                          limit_gib: float = 14.0) -> dict:
+    """onnxruntime's quantizer in a child process with an address-space cap: its Distribution calibration (the
+    one FP8 needs) keeps every activation of every batch in memory and was OOM-killed, with this whole script,
+    on mpnet-base; a cap turns that into a reported failure."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_ort_child, args=(kind, str(src), str(dst), feeds, limit_gib))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"onnxruntime's quantizer failed in its process (exit code {proc.exitcode}; address "
+                           f"space capped at {limit_gib:g} GiB)")
+    return {}
+
+
 def session(path: Path):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
@@ -280,7 +306,8 @@ def session(path: Path):  # type: ignore[no-untyped-def]
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def evaluate_model(name: str, src_dir: Path, cache: Path, data, variants: list[str]) -> dict:  # type: ignore[no-untyped-def]
+def evaluate_model(name: str, src_dir: Path, cache: Path, data, variants: list[str],  # type: ignore[no-untyped-def]
+                   checkpoint=lambda partial: None) -> dict:
     import transformers
     from sklearn.linear_model import LogisticRegression
 
@@ -307,7 +334,7 @@ def evaluate_model(name: str, src_dir: Path, cache: Path, data, variants: list[s
                 recipe, overrides = next((r, o) for lb, r, o in ONNXQ_VARIANTS if lb == label)
                 row.update(quantize_onnxq(fp32, dst, recipe, overrides, feeds))
             else:
-                row.update(quantize_ort(label, fp32, dst, fixed_shape_feeds(tok, data)))
+                row.update(quantize_ort_isolated(label, fp32, dst, fixed_shape_feeds(tok, data)))
             row["quantize_s"] = round(time.perf_counter() - t, 1)
             t = time.perf_counter()
             sess = session(dst)
@@ -329,6 +356,7 @@ def evaluate_model(name: str, src_dir: Path, cache: Path, data, variants: list[s
         print(f"[{name}] {label}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in row.items() if k != "variant"), file=sys.stderr)
         rows.append(row)
+        checkpoint({"model": name, "rows": rows})
     for r in rows:
         for key, ref in (("lee_pearson", base["lee_pearson"]), ("probe_acc", base["probe_acc"])):
             if isinstance(r.get(key), float) and np.isfinite(r[key]):
@@ -444,8 +472,13 @@ def main() -> None:
     data = load_data(args.quick)
     dirs = model_dirs(cache)
     variants = args.variants or [v[0] for v in ONNXQ_VARIANTS] + ORT_VARIANTS
-    results = [evaluate_model(m, dirs[m], cache, data, variants) for m in args.models]
     out = Path(args.out)
+    from onnxq.reporting import write_text_atomic
+
+    def checkpoint(partial: dict) -> None:  # rows so far, in case a later variant takes the process down
+        write_text_atomic(out.with_suffix(".partial.json"), json.dumps(partial, indent=1, default=float) + "\n")
+
+    results = [evaluate_model(m, dirs[m], cache, data, variants, checkpoint) for m in args.models]
     earlier = ""
     if args.merge and out.with_suffix(".json").is_file():
         old = json.loads(out.with_suffix(".json").read_text())
@@ -473,7 +506,6 @@ def main() -> None:
             "n_train": len(data["train_text"]), "n_test": len(data["test_text"])}
     if earlier:
         meta["command"] = earlier + meta["command"] + "   # rows of these variants replaced"
-    from onnxq.reporting import write_text_atomic
 
     write_text_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=2,
                                                            default=float) + "\n")

@@ -70,7 +70,8 @@ def test_synthetic_calibration_is_labelled(tmp_path: Path, setup, capsys):
 
 @pytest.mark.parametrize("argv,needles", [
     (["quantize", "--help"], ["--format", "--data", "--method", "--per-tensor", "--exclude", "--accuracy-target",
-                              "--recipe", "fp8-e4m3-weight-only", "--synthetic-calibration", "--op-types"]),
+                              "--recipe", "fp8-e4m3-weight-only", "--synthetic-calibration", "--op-types",
+                              "--smooth"]),
     (["compare", "--help"], ["--data", "--json", "SQNR"]),
 ])
 def test_help(capsys, argv, needles):

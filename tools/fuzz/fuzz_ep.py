@@ -186,7 +186,7 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
     art = Path(args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.seconds
-    total_inputs, total_secs, restarts, ooms = 0, 0.0, 0, 0
+    total_inputs, total_secs, restarts, ooms, killed = 0, 0.0, 0, 0, 0
     rc = 0
     while True:
         left = deadline - time.monotonic()
@@ -195,7 +195,7 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
         child = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", "--seconds", f"{left:.0f}",
                  "--seed", str(args.seed + restarts * 1000003)]
         log = art / f"engine-{restarts}.log"
-        before = set(art.glob("crash-*"))
+        before = set(art.glob("crash-*")) | set(art.glob("finding-*"))
         started = time.monotonic()
         with open(log, "w") as f:
             proc = subprocess.run(child, stdout=f, stderr=subprocess.STDOUT)
@@ -211,8 +211,18 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
         if proc.returncode == 0:
             print(_tail(text, 3), file=sys.stderr)
             break
-        crash = sorted(set(art.glob("crash-*")) - before) or [art / "current.onnx"]
+        crash = (sorted(set(art.glob("crash-*")) - before) or sorted(set(art.glob("finding-*")) - before)
+                 or [art / "current.onnx"])
         data = crash[0].read_bytes() if crash[0].exists() else b""
+        if data and (proc.returncode == -9 or "rss limit exhausted" in text):
+            # killed for memory (the kernel's OOM killer, or ASan's hard_rss_limit_mb): a tiny model can declare
+            # dims whose dense form is many GiB, and stock onnxruntime materializes them too; kept for triage
+            kept = art / f"killed-{hashlib.sha1(data).hexdigest()[:16]}.onnx"
+            kept.write_bytes(data)
+            print(f"fuzz: the engine was killed for memory on {kept}; restarting", file=sys.stderr)
+            killed += 1
+            restarts += 1
+            continue
         if _is_onnxruntime_oom(text) and data:
             ooms += 1
             kept = art / f"ort-oom-{hashlib.sha1(data).hexdigest()[:16]}.onnx"
@@ -229,7 +239,8 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
         break
     if total_secs:
         print(f"fuzz: total {total_inputs} inputs in {total_secs:.0f} s ({total_inputs / total_secs:.1f}/s), "
-              f"{restarts} restart(s) after onnxruntime allocation failures under ASan ({ooms})", file=sys.stderr)
+              f"restarts: {ooms} after onnxruntime allocation failures under ASan, {killed} after a kill for memory",
+              file=sys.stderr)
     return rc
 
 

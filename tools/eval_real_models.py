@@ -273,28 +273,25 @@ def quantize_ort(kind: str, src: Path, dst: Path, feeds) -> dict:  # type: ignor
     return {}
 
 
-def _ort_child(kind: str, src: str, dst: str, feeds, limit_gib: float) -> None:  # type: ignore[no-untyped-def]
-    import resource
-
-    cap = int(limit_gib * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+def _ort_child(kind: str, src: str, dst: str, feeds) -> None:  # type: ignore[no-untyped-def]
+    with open("/proc/self/oom_score_adj", "w") as f:  # if memory runs out, the kernel kills this process first
+        f.write("1000")
     quantize_ort(kind, Path(src), Path(dst), feeds)
 
 
-def quantize_ort_isolated(kind: str, src: Path, dst: Path, feeds,  # type: ignore[no-untyped-def]
-                          limit_gib: float = 14.0) -> dict:
-    """onnxruntime's quantizer in a child process with an address-space cap: its Distribution calibration (the
-    one FP8 needs) keeps every activation of every batch in memory and was OOM-killed, with this whole script,
-    on mpnet-base; a cap turns that into a reported failure."""
+def quantize_ort_isolated(kind: str, src: Path, dst: Path, feeds) -> dict:  # type: ignore[no-untyped-def]
+    """onnxruntime's quantizer in a child process that the OOM killer takes first: its Distribution calibration
+    (the one FP8 needs) keeps every activation of every batch in memory and was OOM-killed, with this whole
+    script, on mpnet-base; isolated, that becomes a reported failure."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=_ort_child, args=(kind, str(src), str(dst), feeds, limit_gib))
+    proc = ctx.Process(target=_ort_child, args=(kind, str(src), str(dst), feeds))
     proc.start()
     proc.join()
     if proc.exitcode != 0:
-        raise RuntimeError(f"onnxruntime's quantizer failed in its process (exit code {proc.exitcode}; address "
-                           f"space capped at {limit_gib:g} GiB)")
+        why = "killed by the kernel (out of memory)" if proc.exitcode == -9 else f"exit code {proc.exitcode}"
+        raise RuntimeError(f"onnxruntime's quantizer failed in its own process: {why}")
     return {}
 
 
@@ -417,6 +414,26 @@ def markdown(results: list[dict], meta: dict) -> str:
                 f"{r['bytes'] / 1e6:.1f} | {r.get('quantize_s', 0):.1f} |"
                 + (f" ⚠ {r['error']}" if "error" in r else ""))
         lines.append("")
+    lines += [
+        "## Notes",
+        "",
+        "- onnxq variants: the recipe named in the label, with that calibration method; everything else default "
+        "(per-channel weights; FP8 activations on every MatMul including attention's; embedding tables in FP8 / "
+        "INT8 too, hence ~25 % of the FP32 bytes). `int8` smooths activations (SmoothQuant, α 0.8); the "
+        "`no smoothing` rows show what it buys. With smoothing, the method only applies to the activations that "
+        "are not smoothed (attention's activation × activation inputs), so the INT8 rows differ little.",
+        "- `entropy` (KL) clips outliers that FP8's logarithmic grid could have kept: on these models it is the "
+        "wrong method for FP8 (kept in the table as measured).",
+        "- onnxruntime's quantizer: `op_types_to_quantize=[\"MatMul\", \"Gemm\"]` (its embedding tables stay "
+        "FP32, so its files are larger), per-channel QDQ for static, fed the same calibration texts but padded "
+        "to one shape (its calibration collectors fail with \"inhomogeneous shape\" on feeds of different "
+        "lengths), run in a scratch directory (it writes temporary files into the current one) and in a child "
+        "process the OOM killer takes first (its FP8 `Distribution` calibration keeps every activation in "
+        "memory and was OOM-killed on mpnet-base, taking the evaluation with it).",
+        "- All rows use stock onnxruntime's CPU provider. The onnxq EP runs the same files (it claims all 48 MatMuls "
+        "of the FP8 and INT8 MiniLM); see docs/benchmarks.md for speed.",
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 

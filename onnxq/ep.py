@@ -130,5 +130,14 @@ def assigned_nodes(sess: ort.InferenceSession) -> dict[str, list[str]]:
     for sub in sess.get_provider_graph_assignment_info():
         nodes = out.setdefault(sub.ep_name, [])
         for n in sub.get_nodes():
-            nodes.append(f"{n.op_type}:{n.name}")
+            nodes.append(f"{_text(n, 'op_type')}:{_text(n, 'name')}")
     return out
+
+
+def _text(obj: Any, attr: str) -> str:
+    """A string onnxruntime returns from the model; a file can hold names that are not UTF-8 (found by the fuzzer:
+    the conversion to str raised, and `onnxq run` / `inspect` printed a traceback)."""
+    try:
+        return str(getattr(obj, attr))
+    except UnicodeDecodeError:
+        return "<not UTF-8>"

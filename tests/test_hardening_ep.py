@@ -330,3 +330,23 @@ FINDINGS = sorted((FUZZ / "regressions").glob("*.onnx"))
 def test_fuzz_regressions(path: Path) -> None:
     """Inputs the fuzzer once found a problem with (kept small in tools/fuzz/regressions/)."""
     harness.check(path.read_bytes(), strict=True)
+
+
+def test_node_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Protobuf strings should be UTF-8, but nothing checks: a name that is not made assigned_nodes raise and
+    `onnxq run` print a traceback (found by the fuzzer)."""
+    from onnxq.cli import main
+
+    data = qdq_matmul_model(16, 8).SerializeToString()
+    node_name = b"\x1a\x06matmul"  # NodeProto.name (field 3, 6 bytes) of the MatMul
+    assert data.count(node_name) == 1
+    bad = data.replace(node_name, b"\x1a\x06\x9c\xffmmul")  # same length: still a well-formed message
+    sess = ep.session(bad)
+    names = ep.assigned_nodes(sess)[EP]
+    assert any("<not UTF-8>" in n for n in names), names
+    path = tmp_path / "m.onnx"
+    path.write_bytes(bad)
+    rc = main(["run", str(path), "--runs", "0", "--dim", "*=2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "Traceback" not in captured.err

@@ -153,7 +153,7 @@ RECIPES: dict[str, dict[str, object]] = {
     # INT8: s8 per-channel weights x u8 per-tensor activations (onnxruntime's and the onnxq EP's fast path)
     # + SmoothQuant, alpha 0.8: BERT-base-size models have outlier input channels that per-tensor u8 cannot cover
     #   (all-mpnet-base-v2 mean cosine 0.925 without, 0.994 with 0.8; 0.2 and 0.5 made it worse: see
-    #   docs/quantizer-accuracy.md)
+    #   docs/quantizer.md#smoothing-int8)
     "int8": {"format": "int8", "calibration_method": "percentile", "percentile": 99.999, "smooth_alpha": 0.8},
     # INT8 keeping attention's activation x activation MatMuls in float (they run in float on CPUs anyway)
     "int8-conservative": {"format": "int8", "calibration_method": "percentile", "activation_matmuls": False,

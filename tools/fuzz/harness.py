@@ -107,6 +107,27 @@ def _data_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
     return total, external
 
 
+_MATERIALIZED_ELEMENTS = 1 << 26
+_SHAPE_INPUTS = {"ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,), "BlockSparseExpand": (3, 4),
+                 "BlockSparseExpandE4M3FN": (3, 4), "BlockSparseExpandE5M2": (3, 4)}
+
+
+def _declares_huge_tensor(model: onnx.ModelProto) -> bool:
+    """A shape-like constant that makes onnxruntime itself materialize a huge tensor (a block-sparse weight's
+    dense size, ConstantOfShape, Expand): such inputs only measure how the machine runs out of memory."""
+    inits = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT64}
+    for n in model.graph.node:
+        for i in _SHAPE_INPUTS.get(n.op_type, ()):
+            if i < len(n.input) and n.input[i] in inits:
+                try:
+                    dims = onnx.numpy_helper.to_array(inits[n.input[i]]).ravel()
+                except Exception:
+                    continue
+                if dims.size and math.prod(abs(int(d)) for d in dims[:8]) > _MATERIALIZED_ELEMENTS:
+                    return True
+    return False
+
+
 def _altered_onnxq_functions(model: onnx.ModelProto) -> list[str]:
     """com.onnxq functions whose body differs from the canonical one. The onnxq EP claims such a node by its name
     and computes the canonical expansion; stock onnxruntime runs the body in the file. (A known limitation: the EP
@@ -237,6 +258,8 @@ def check(data: bytes, *, strict: bool = False, differential: bool = True, ep_th
             return Outcome("skip:external-data")
         if size > MAX_DATA_BYTES:
             return Outcome("skip:too-big")
+        if _declares_huge_tensor(model):
+            return Outcome("skip:declares-huge-tensor")
 
     try:
         # ep.session disables onnxruntime's Python fallback (which would retry a failed EP session or run on the

@@ -14,23 +14,6 @@
 namespace onnxq::kernels {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-TileConfig MakeConfig() {
-  TileConfig c;
-  for (int t = 0; t < 8; ++t) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  return c;
-}
-
 void Store(const GemmBf16Fp8Args& a, const float* acc, int64_t m0, int rows, int64_t col0, int64_t n_end) {
   for (int v = 0; v < 2; ++v) {
     const int64_t col = col0 + v * 16;
@@ -54,7 +37,7 @@ void ComputeAmx(const GemmBf16Fp8Args& a, int64_t m_begin, int64_t m_end, int64_
     GemmBf16Fp8Avx512Kernel()->compute(a, m_begin, m_end, n_begin, n_end);
     return;
   }
-  static const TileConfig config = MakeConfig();
+  static const AmxTileConfig config = AmxTileConfig::AllFull();
   _tile_loadconfig(&config);
   const Tables t = LoadTables(B.format);
   const int64_t pairs = B.k_padded / 2, kblocks = pairs / 16;

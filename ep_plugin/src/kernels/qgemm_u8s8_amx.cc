@@ -12,52 +12,17 @@
 
 #include "kernels/amx.h"
 #include "kernels/qgemm_u8s8.h"
+#include "kernels/qgemm_u8s8_epilogue_avx512.h"
 
 namespace onnxq::kernels {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-TileConfig MakeConfig() {
-  TileConfig c;
-  for (int t = 0; t < 8; ++t) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  return c;
-}
-
 void Epilogue(const QGemmU8S8Args& a, const int32_t* acc /* 32 x 32, ld 32 */, const int32_t* row_sum, int64_t m0,
               int rows, int64_t col0, int64_t n_end) {
-  const PackedWeightsS8& B = *a.B;
-  const int32_t za = a.a_zero_point;
   for (int v = 0; v < 2; ++v) {
     const int64_t col = col0 + v * 16;
     if (col >= n_end) break;
-    const int64_t cnt = n_end - col < 16 ? n_end - col : 16;
-    const __mmask16 mask = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
-    __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, B.col_sum.data() + col), _mm512_set1_epi32(-za));
-    __m512i zb = _mm512_setzero_si512();
-    if (row_sum != nullptr) {
-      zb = _mm512_maskz_loadu_epi32(mask, B.zero_point.data() + col);
-      off = _mm512_add_epi32(off, _mm512_mullo_epi32(zb, _mm512_set1_epi32(static_cast<int32_t>(B.K) * za)));
-    }
-    const __m512 scale = _mm512_maskz_loadu_ps(mask, a.epilogue.scale + col);
-    const __m512 bias = a.epilogue.bias != nullptr ? _mm512_maskz_loadu_ps(mask, a.epilogue.bias + col)
-                                                   : _mm512_setzero_ps();
-    for (int r = 0; r < rows; ++r) {
-      __m512i x = _mm512_add_epi32(_mm512_loadu_si512(acc + r * 32 + v * 16), off);
-      if (row_sum != nullptr) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(zb, _mm512_set1_epi32(row_sum[r])));
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), scale);
-      if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
-      _mm512_mask_storeu_ps(a.C + (m0 + r) * a.ldc + col, mask, f);
-    }
+    StoreColumns16(a, row_sum, m0, rows, col, n_end, [&](int r) { return _mm512_loadu_si512(acc + r * 32 + v * 16); });
   }
 }
 
@@ -67,7 +32,7 @@ void ComputeAmx(const QGemmU8S8Args& a, int64_t m_begin, int64_t m_end, int64_t 
     QGemmU8S8Avx512VnniKernel()->compute(a, m_begin, m_end, n_begin, n_end);
     return;
   }
-  static const TileConfig config = MakeConfig();
+  static const AmxTileConfig config = AmxTileConfig::AllFull();
   _tile_loadconfig(&config);  // per thread: tile configuration is thread state
   std::vector<int32_t> row_sums;
   if (B.has_zero_point) {

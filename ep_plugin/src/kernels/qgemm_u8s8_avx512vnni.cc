@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/qgemm_u8s8.h"
+#include "kernels/qgemm_u8s8_epilogue_avx512.h"
 
 namespace onnxq::kernels {
 namespace {
@@ -59,30 +60,10 @@ void Tile(const QGemmU8S8Args& a, const int32_t* row_sum, int64_t m0, int rows, 
 
   const __m512i acc[kMR][kNV] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
                                  {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
-  // Fused epilogue.
-  const int32_t za = a.a_zero_point;
   for (int v = 0; v < kNV; ++v) {
     const int64_t col = panel * kNR + v * 16;
     if (col >= n_end) break;
-    const int64_t cnt = n_end - col < 16 ? n_end - col : 16;
-    const __mmask16 mask = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
-    // sum (a - za)(b - zb) = sum a*b - za*colsum(b) - zb*rowsum(a) + K*za*zb   (wrapping int32 is exact here)
-    __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, B.col_sum.data() + col), _mm512_set1_epi32(-za));
-    __m512i zb = _mm512_setzero_si512();
-    if (row_sum != nullptr) {
-      zb = _mm512_maskz_loadu_epi32(mask, B.zero_point.data() + col);
-      off = _mm512_add_epi32(off, _mm512_mullo_epi32(zb, _mm512_set1_epi32(static_cast<int32_t>(B.K) * za)));
-    }
-    const __m512 scale = _mm512_maskz_loadu_ps(mask, a.epilogue.scale + col);
-    const __m512 bias = a.epilogue.bias != nullptr ? _mm512_maskz_loadu_ps(mask, a.epilogue.bias + col)
-                                                   : _mm512_setzero_ps();
-    for (int r = 0; r < rows; ++r) {
-      __m512i x = _mm512_add_epi32(acc[r][v], off);
-      if (row_sum != nullptr) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(zb, _mm512_set1_epi32(row_sum[r])));
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), scale);
-      if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
-      _mm512_mask_storeu_ps(a.C + (m0 + r) * a.ldc + col, mask, f);
-    }
+    StoreColumns16(a, row_sum, m0, rows, col, n_end, [&](int r) { return acc[r][v]; });
   }
 }
 
@@ -118,28 +99,11 @@ void SmallTile(const QGemmU8S8Args& a, const int32_t* row_sum, int64_t m0, int64
       for (int v = 0; v < kNV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], a0, _mm512_loadu_si512(bg + v * 64));
     }
   }
-  const int32_t za = a.a_zero_point;
   for (int v = 0; v < kNV; ++v) {
     const int64_t col = panel * kNR + v * 16;
     if (col >= n_end) break;
-    const int64_t cnt = n_end - col < 16 ? n_end - col : 16;
-    const __mmask16 mask = static_cast<__mmask16>(cnt == 16 ? 0xFFFF : (1u << cnt) - 1u);
-    __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, B.col_sum.data() + col), _mm512_set1_epi32(-za));
-    __m512i zb = _mm512_setzero_si512();
-    if (row_sum != nullptr) {
-      zb = _mm512_maskz_loadu_epi32(mask, B.zero_point.data() + col);
-      off = _mm512_add_epi32(off, _mm512_mullo_epi32(zb, _mm512_set1_epi32(static_cast<int32_t>(B.K) * za)));
-    }
-    const __m512 scale = _mm512_maskz_loadu_ps(mask, a.epilogue.scale + col);
-    const __m512 bias = a.epilogue.bias != nullptr ? _mm512_maskz_loadu_ps(mask, a.epilogue.bias + col)
-                                                   : _mm512_setzero_ps();
-    for (int r = 0; r < ROWS; ++r) {
-      __m512i x = _mm512_add_epi32(_mm512_add_epi32(acc[r][v], acc2[r][v]), off);
-      if (row_sum != nullptr) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(zb, _mm512_set1_epi32(row_sum[r])));
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), scale);
-      if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
-      _mm512_mask_storeu_ps(a.C + (m0 + r) * a.ldc + col, mask, f);
-    }
+    StoreColumns16(a, row_sum, m0, ROWS, col, n_end,
+                   [&](int r) { return _mm512_add_epi32(acc[r][v], acc2[r][v]); });
   }
 }
 

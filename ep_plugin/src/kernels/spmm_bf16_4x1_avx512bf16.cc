@@ -75,19 +75,7 @@ void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_
       }
     }
     const int64_t rows = a.M - t * T < T ? a.M - t * T : T;
-    for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
-      const int64_t cols = ncols - j0 < 16 ? ncols - j0 : 16;
-      const __mmask16 mask = static_cast<__mmask16>(cols == 16 ? 0xFFFF : (1u << cols) - 1u);
-      for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i)
-          r[i] = i < cols ? _mm512_loadu_si512(scratch.data() + (j0 + i) * T + r0) : _mm512_setzero_si512();
-        Transpose16x16(r);
-        const int64_t nr = rows - r0 < 16 ? rows - r0 : 16;
-        for (int64_t i = 0; i < nr; ++i)
-          _mm512_mask_storeu_ps(a.C + (t * T + r0 + i) * a.ldc + n_begin + j0, mask, _mm512_castsi512_ps(r[i]));
-      }
-    }
+    StoreColumnMajorAsRows(scratch.data(), T, ncols, rows, a.C + t * T * a.ldc + n_begin, a.ldc);
   }
 }
 

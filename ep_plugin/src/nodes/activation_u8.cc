@@ -5,8 +5,8 @@
 
 namespace onnxq {
 
-void ActivationToU8::operator()(const Ort::ConstValue& input, int64_t M, int64_t K, int64_t lda, uint8_t* out) const {
-  const auto type = input.GetTensorTypeAndShapeInfo().GetElementType();
+void ActivationToU8::operator()(const Ort::ConstValue& input, ONNXTensorElementDataType type, int64_t M, int64_t K,
+                                int64_t lda, uint8_t* out) const {
   if (kind == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");
     const float* x = input.GetTensorData<float>();

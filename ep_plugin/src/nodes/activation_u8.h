@@ -18,7 +18,9 @@ struct ActivationToU8 {
   kernels::QuantizeLinearU8Fn quantize = nullptr;
 
   // Writes M rows of K bytes at leading dimension lda into `out` (which holds at least M * lda bytes).
-  void operator()(const Ort::ConstValue& input, int64_t M, int64_t K, int64_t lda, uint8_t* out) const;
+  // `type` is the input's element type (looked up once by the caller).
+  void operator()(const Ort::ConstValue& input, ONNXTensorElementDataType type, int64_t M, int64_t K, int64_t lda,
+                  uint8_t* out) const;
 };
 
 }  // namespace onnxq

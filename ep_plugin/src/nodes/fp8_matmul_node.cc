@@ -37,34 +37,19 @@ Fp8MatMulNode::Fp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
 
 void Fp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
-  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
-  Ort::ConstValue input = context.GetInput(input_index_);
-  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
-    throw std::runtime_error("input is missing or not a tensor");
-  auto info = input.GetTensorTypeAndShapeInfo();
-  const std::vector<int64_t> in_shape = info.GetShape();
   const int64_t K = weights_.K, N = weights_.N;
-  if (in_shape.empty() || in_shape.back() != K)
-    throw std::runtime_error("MatMul input's last dimension is " +
-                             (in_shape.empty() ? std::string("missing") : std::to_string(in_shape.back())) +
-                             ", the weight expects K=" + std::to_string(K));
-  const size_t count = info.GetElementCount();
-  const int64_t M = static_cast<int64_t>(count) / K;
-  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
-  out_shape.push_back(N);
-  Ort::UnownedValue output = context.GetOutput(0, out_shape);
-  // onnxruntime hands out no buffer for an output nothing reads (e.g. a hostile file dropped it from the graph
-  // outputs): a null value, whose data pointer must not be taken. Nothing to compute then. (tools/fuzz)
-  if (static_cast<OrtValue*>(output) == nullptr) return;
-  float* out = output.GetTensorMutableData<float>();
-  if (M == 0) return;
+  const MatMulIO io = BindMatMulIO(context, input_index_, K, N);
+  if (io.out == nullptr || io.M == 0) return;
+  const Ort::ConstValue& input = io.input;
+  const int64_t M = io.M;
+  float* out = io.out;
 
   // Activations as bf16 rows of k_padded (an odd K gets a +0 pad: the pad weight is 0, and 0 * garbage could be NaN).
   const int64_t lda = weights_.k_padded;
   const int64_t rows = (M + kernel_->m_align - 1) / kernel_->m_align * kernel_->m_align;
   thread_local std::vector<uint16_t> a;
   if (a.size() < static_cast<size_t>(rows * lda)) a.resize(static_cast<size_t>(rows * lda));
-  const auto type = info.GetElementType();
+  const auto type = io.type;
   if (input_kind_ == QdqMatMulSpec::InputKind::kQuantized) {
     const uint8_t* src = static_cast<const uint8_t*>(input.GetTensorRawData());
     for (int64_t m = 0; m < M; ++m)

@@ -37,28 +37,12 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
 
 void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
-  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
-  Ort::ConstValue input = context.GetInput(input_index_);
-  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
-    throw std::runtime_error("input is missing or not a tensor");
-  auto info = input.GetTensorTypeAndShapeInfo();
-  const std::vector<int64_t> in_shape = info.GetShape();
   const int64_t K = weights_.K, N = weights_.N;
-  if (in_shape.empty() || in_shape.back() != K)
-    throw std::runtime_error("MatMul input's last dimension is " +
-                             (in_shape.empty() ? std::string("missing") : std::to_string(in_shape.back())) +
-                             ", the weight expects K=" + std::to_string(K));
-  const size_t count = info.GetElementCount();
-  const int64_t M = static_cast<int64_t>(count) / K;
-
-  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
-  out_shape.push_back(N);
-  Ort::UnownedValue output = context.GetOutput(0, out_shape);
-  // onnxruntime hands out no buffer for an output nothing reads (e.g. a hostile file dropped it from the graph
-  // outputs): a null value, whose data pointer must not be taken. Nothing to compute then. (tools/fuzz)
-  if (static_cast<OrtValue*>(output) == nullptr) return;
-  float* out = output.GetTensorMutableData<float>();
-  if (M == 0) return;
+  const MatMulIO io = BindMatMulIO(context, input_index_, K, N);
+  if (io.out == nullptr || io.M == 0) return;
+  const Ort::ConstValue& input = io.input;
+  const int64_t M = io.M;
+  float* out = io.out;
 
   // Activations in u8, rows padded to the kernels' K groups. Per-thread scratch: concurrent Run()s each use
   // their own calling thread's buffer, and steady-state runs allocate nothing.
@@ -66,7 +50,7 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   const int64_t rows = kernels::RoundUp(M, kernel_->m_align);
   thread_local std::vector<uint8_t> a_u8;
   if (a_u8.size() < static_cast<size_t>(rows * lda)) a_u8.resize(static_cast<size_t>(rows * lda));
-  to_u8_(input, M, K, lda, a_u8.data());
+  to_u8_(input, io.type, M, K, lda, a_u8.data());
 
   kernels::QGemmU8S8Args args;
   args.M = M;

@@ -46,29 +46,20 @@ SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input
 
 void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
-  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
-  Ort::ConstValue input = context.GetInput(input_index_);
-  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
-    throw std::runtime_error("input is missing or not a tensor");
-  auto info = input.GetTensorTypeAndShapeInfo();
-  const std::vector<int64_t> in_shape = info.GetShape();
   const int64_t K = weights_.K, N = weights_.N;
-  if (in_shape.empty() || in_shape.back() != K)
-    throw std::runtime_error("MatMul input's last dimension does not match the weight's K=" + std::to_string(K));
-  const size_t count = info.GetElementCount();
-  const int64_t M = static_cast<int64_t>(count) / K;
-  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
-  out_shape.push_back(N);
-  Ort::UnownedValue output = context.GetOutput(0, out_shape);
-  if (static_cast<OrtValue*>(output) == nullptr) return;
-  if (M == 0) return;
+  const MatMulIO io = BindMatMulIO(context, input_index_, K, N);
+  if (io.out == nullptr || io.M == 0) return;
+  const Ort::ConstValue& input = io.input;
+  const size_t count = io.count;
+  const int64_t M = io.M;
+  float* out = io.out;
   thread_local std::vector<uint16_t> a, packed;
   if (a.size() < count) a.resize(count);
   if (input_kind_ == QdqMatMulSpec::InputKind::kQuantized) {
     const uint8_t* src = static_cast<const uint8_t*>(input.GetTensorRawData());
     for (size_t i = 0; i < count; ++i) a[i] = fp8_to_bf16_[src[i]];
   } else {
-    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
+    if (io.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
     if (input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly)
       kernels::ConvertToBf16Avx512(input.GetTensorData<float>(), count, a.data());
     else
@@ -83,7 +74,7 @@ void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.B = &weights_;
   args.scale = scale_.data();
   args.bias = bias_.empty() ? nullptr : bias_.data();
-  args.C = output.GetTensorMutableData<float>();
+  args.C = out;
   args.ldc = N;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   const int64_t chunks = std::min<int64_t>(N, threads * 4);

@@ -45,27 +45,16 @@ SparseQdqMatMulNode::SparseQdqMatMulNode(const QdqMatMulSpec& spec, size_t input
 
 void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
-  if (input_index_ >= context.GetInputCount()) throw std::runtime_error("activation input missing");
-  Ort::ConstValue input = context.GetInput(input_index_);
-  if (static_cast<const OrtValue*>(input) == nullptr || !input.IsTensor())
-    throw std::runtime_error("input is missing or not a tensor");
-  const std::vector<int64_t> in_shape = input.GetTensorTypeAndShapeInfo().GetShape();
   const int64_t K = weights_.K, N = weights_.N;
-  if (in_shape.empty() || in_shape.back() != K)
-    throw std::runtime_error("MatMul input's last dimension does not match the weight's K=" + std::to_string(K));
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < in_shape.size(); ++i) M *= in_shape[i];
-  std::vector<int64_t> out_shape(in_shape.begin(), in_shape.end() - 1);
-  out_shape.push_back(N);
-  Ort::UnownedValue output = context.GetOutput(0, out_shape);
-  // onnxruntime hands out no buffer for an output nothing reads (e.g. a hostile file dropped it from the graph
-  // outputs): a null value, whose data pointer must not be taken. Nothing to compute then. (tools/fuzz)
-  if (static_cast<OrtValue*>(output) == nullptr) return;
-  if (M == 0) return;
+  const MatMulIO io = BindMatMulIO(context, input_index_, K, N);
+  if (io.out == nullptr || io.M == 0) return;
+  const Ort::ConstValue& input = io.input;
+  const int64_t M = io.M;
+  float* out = io.out;
 
   thread_local std::vector<uint8_t> a_u8, packed;
   if (a_u8.size() < static_cast<size_t>(M * K)) a_u8.resize(static_cast<size_t>(M * K));
-  to_u8_(input, M, K, K, a_u8.data());
+  to_u8_(input, io.type, M, K, K, a_u8.data());
   packed.resize(kernels::PackedTokensSize(M, K));
   kernels::PackTokensU8Avx512(a_u8.data(), M, K, K, packed.data());
 
@@ -77,7 +66,7 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.B = &weights_;
   args.epilogue.scale = scale_.data();
   args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
-  args.C = output.GetTensorMutableData<float>();
+  args.C = out;
   args.ldc = N;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   const int64_t chunks = std::min<int64_t>(N, threads * 4);

@@ -56,7 +56,11 @@ if ! "$PYTHON" -c "import onnxq.ep" 2>/dev/null; then
   export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # not installed: use the source tree
 fi
 
-# ---- build (incremental when BUILD already holds one) ----
+# ---- build (incremental when BUILD already holds one of this checkout; one of another checkout is removed) ----
+if [ -f "$BUILD/CMakeCache.txt" ] &&
+   [ "$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")" != "$(cd ep_plugin && pwd -P)" ]; then
+  rm -rf "$BUILD"
+fi
 t0=$SECONDS
 cmake -S ep_plugin -B "$BUILD" -DONNXQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPython_EXECUTABLE="$(command -v "$PYTHON" || echo "$PYTHON")" \

@@ -7,6 +7,7 @@
 
 #include "kernels/fp8.h"
 #include "kernels/gemm_bf16_fp8w.h"
+#include "nodes/activation_bf16.h"
 #include "nodes/compiled_node.h"
 #include "patterns/qdq_matmul_pattern.h"
 #include "runtime/thread_pool.h"
@@ -22,15 +23,11 @@ class Fp8MatMulNode : public CompiledNode {
 
  private:
   size_t input_index_;
-  QdqMatMulSpec::InputKind input_kind_;
-  kernels::Fp8Format activation_format_ = kernels::Fp8Format::kE4M3FN;
-  float quantize_scale_;
   const kernels::GemmBf16Fp8Kernel* kernel_;
-  bool fast_convert_;
+  ActivationToBf16 to_bf16_;
   kernels::PackedWeightsFp8 weights_;
   std::vector<float> scale_;  // (activation_scale *) weight_scale[n]
   std::vector<float> bias_;
-  uint16_t fp8_to_bf16_[256];  // activation FP8 byte -> bf16 bits (for FP8 input tensors)
   ThreadPool* pool_;
 };
 

@@ -6,13 +6,10 @@
 #include <string>
 
 #include "kernels/parallel_gemm.h"
+#include "nodes/activation_bf16.h"
 
 namespace onnxq {
 namespace {
-
-kernels::Fp8Format FormatOf(ONNXTensorElementDataType t) {
-  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2 ? kernels::Fp8Format::kE5M2 : kernels::Fp8Format::kE4M3FN;
-}
 
 QdqActMatMulNode::Side MakeSide(const qdq::QuantizedInput& in, size_t index) {
   QdqActMatMulNode::Side s;
@@ -24,7 +21,7 @@ QdqActMatMulNode::Side MakeSide(const qdq::QuantizedInput& in, size_t index) {
   s.quantize_zero_point_u8 = in.quantize_zero_point + shift;
   s.zero_point_u8 = in.dequantize_zero_point + shift;
   if (qdq::IsFp8(in.type)) {
-    s.format = FormatOf(in.type);
+    s.format = Fp8FormatOf(in.type);
     for (int i = 0; i < 256; ++i)
       s.fp8_to_bf16[i] = kernels::FloatToBf16(kernels::Fp8ToFloat(static_cast<uint8_t>(i), s.format));
   }

@@ -28,10 +28,7 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   to_u8_.quantize_scale = spec.quantize_scale;
   to_u8_.quantize_zero_point_u8 = quantize_zero_point_u8_;
   to_u8_.quantize = quantize_;
-  scale_.resize(static_cast<size_t>(spec.N));
-  // Same rounding as onnxruntime: the two scales are multiplied in float once, then applied to the int32 sum.
-  for (int64_t n = 0; n < spec.N; ++n)
-    scale_[n] = spec.activation_scale * spec.weight_scale[spec.weight_scale.size() == 1 ? 0 : n];
+  scale_ = spec.ColumnScales(spec.activation_scale);
   bias_ = spec.bias;
 }
 

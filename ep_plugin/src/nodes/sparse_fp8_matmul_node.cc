@@ -8,13 +8,6 @@
 #include "kernels/cpu_features.h"
 
 namespace onnxq {
-namespace {
-
-kernels::Fp8Format FormatOf(ONNXTensorElementDataType t) {
-  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E5M2 ? kernels::Fp8Format::kE5M2 : kernels::Fp8Format::kE4M3FN;
-}
-
-}  // namespace
 
 bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
   if (!spec.sparse || !spec.is_fp8() || spec.block_k != 4 || spec.block_n != 1) return false;
@@ -28,20 +21,16 @@ bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
 }
 
 SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
-    : input_index_(input_index), input_kind_(spec.input_kind), quantize_scale_(spec.quantize_scale), pool_(pool) {
-  if (input_kind_ != QdqMatMulSpec::InputKind::kFloatWeightOnly) activation_format_ = FormatOf(spec.activation_type);
+    : input_index_(input_index), to_bf16_(spec, /*fast=*/true), pool_(pool) {  // Pays() checked AVX512-BF16
   weights_ = kernels::MakeBlockSparseBf16(reinterpret_cast<const uint8_t*>(spec.weight.data()),
-                                          static_cast<int64_t>(spec.weight.size()), FormatOf(spec.weight_type),
+                                          static_cast<int64_t>(spec.weight.size()), Fp8FormatOf(spec.weight_type),
                                           spec.sparse_block_rows.data(),
                                           static_cast<int64_t>(spec.sparse_block_rows.size()),
                                           spec.sparse_col_ptr.data(), static_cast<int64_t>(spec.sparse_col_ptr.size()),
                                           spec.K, spec.N);
-  const float a_scale = input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f : spec.activation_scale;
-  scale_.resize(static_cast<size_t>(spec.N));
-  for (int64_t n = 0; n < spec.N; ++n) scale_[n] = a_scale * spec.weight_scale[spec.weight_scale.size() == 1 ? 0 : n];
+  scale_ = spec.ColumnScales(spec.input_kind == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f
+                                                                                            : spec.activation_scale);
   bias_ = spec.bias;
-  for (int i = 0; i < 256; ++i)
-    fp8_to_bf16_[i] = kernels::FloatToBf16(kernels::Fp8ToFloat(static_cast<uint8_t>(i), activation_format_));
 }
 
 void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
@@ -49,23 +38,12 @@ void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   const int64_t K = weights_.K, N = weights_.N;
   const MatMulIO io = BindMatMulIO(context, input_index_, K, N);
   if (io.out == nullptr || io.M == 0) return;
-  const Ort::ConstValue& input = io.input;
   const size_t count = io.count;
   const int64_t M = io.M;
   float* out = io.out;
   thread_local std::vector<uint16_t> a, packed;
   if (a.size() < count) a.resize(count);
-  if (input_kind_ == QdqMatMulSpec::InputKind::kQuantized) {
-    const uint8_t* src = static_cast<const uint8_t*>(input.GetTensorRawData());
-    for (size_t i = 0; i < count; ++i) a[i] = fp8_to_bf16_[src[i]];
-  } else {
-    if (io.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
-    if (input_kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly)
-      kernels::ConvertToBf16Avx512(input.GetTensorData<float>(), count, a.data());
-    else
-      kernels::QuantizeFp8ToBf16Avx512(input.GetTensorData<float>(), count, quantize_scale_, activation_format_,
-                                       a.data());
-  }
+  to_bf16_(io.input, io.type, M, K, K, a.data());
   packed.resize(kernels::PackedTokensBf16Size(M, K));
   kernels::PackTokensBf16Avx512(a.data(), M, K, packed.data());
   kernels::SpmmBf16Args args;

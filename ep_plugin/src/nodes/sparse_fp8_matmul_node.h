@@ -7,6 +7,7 @@
 
 #include "kernels/fp8.h"
 #include "kernels/spmm_bf16_fp8w.h"
+#include "nodes/activation_bf16.h"
 #include "nodes/compiled_node.h"
 #include "patterns/qdq_matmul_pattern.h"
 #include "runtime/thread_pool.h"
@@ -22,12 +23,9 @@ class SparseFp8MatMulNode : public CompiledNode {
 
  private:
   size_t input_index_;
-  QdqMatMulSpec::InputKind input_kind_;
-  kernels::Fp8Format activation_format_ = kernels::Fp8Format::kE4M3FN;
-  float quantize_scale_;
+  ActivationToBf16 to_bf16_;
   kernels::BlockSparseBf16 weights_;
   std::vector<float> scale_, bias_;
-  uint16_t fp8_to_bf16_[256];
   ThreadPool* pool_;
 };
 

@@ -36,6 +36,13 @@ struct QdqMatMulSpec {
 
   bool is_fp8() const { return weight_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
 
+  // The fused output scale per column: a_scale * weight_scale[n], multiplied in float once (as onnxruntime does).
+  std::vector<float> ColumnScales(float a_scale) const {
+    std::vector<float> s(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) s[n] = a_scale * weight_scale[weight_scale.size() == 1 ? 0 : n];
+    return s;
+  }
+
   // What the fused node receives at run time.
   std::string input_name;
   InputKind input_kind = InputKind::kFloatQuantizeInKernel;

@@ -221,15 +221,36 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
         min_elements=args.min_elements,
         pack=not args.no_pack,
         min_pack_sparsity=args.min_pack_sparsity,
+        reconstruct=args.reconstruct,
+        damp=args.damp,
+        sequential=not args.one_pass,
+        calibration_max_samples=args.max_samples,
+        calibration_memory_mb=args.memory_mb,
+        progress=not args.no_progress,
     )
+    if args.reconstruct and not args.data:
+        raise OnnxqError("--reconstruct needs calibration data: --data calib.npz (or a directory of .npz files)")
+    if args.data and not args.reconstruct:
+        raise OnnxqError("--data is only used with --reconstruct (magnitude pruning needs no data)")
+    if args.reconstruct and args.pack_only:
+        raise OnnxqError("--pack-only prunes nothing, so there is nothing to reconstruct; drop --reconstruct")
     _check_output_path(args.output)
-    result = sparsify(load_model(args.model), args.output, cfg)
+    data = (list(args.data) if len(args.data) > 1 else args.data[0]) if args.data else None
+    result = sparsify(load_model(args.model), args.output, cfg, data=data)
     lines = [f"wrote     {args.output}"]
     if result.prune.weights:
-        lines.append(f"pruned    {len(result.prune.weights)} weights in {cfg.block[0]}x{cfg.block[1]} blocks, "
+        how = " with reconstruction" if result.reconstruct else ""
+        lines.append(f"pruned    {len(result.prune.weights)} weights in {cfg.block[0]}x{cfg.block[1]} blocks{how}, "
                      f"{result.prune.overall_sparsity:.1%} of their values ({cfg.scope})")
+        errs = {r.initializer: r for r in result.reconstruct.weights} if result.reconstruct else {}
         for w in result.prune.weights[: args.top]:
-            lines.append(f"  {w.initializer}: {w.shape[0]}x{w.shape[1]} {w.sparsity:.1%}")
+            e = errs.get(w.initializer)
+            tail = f"  calibration error {e.error_magnitude:.4f} -> {e.error:.4f}" if e else ""
+            lines.append(f"  {w.initializer}: {w.shape[0]}x{w.shape[1]} {w.sparsity:.1%}{tail}")
+        if result.reconstruct:
+            r = result.reconstruct
+            lines.append(f"reconstr  {r.samples} feeds ({r.rows} rows), {r.waves} pass(es) over the data, "
+                         f"{r.seconds:.1f} s; error = |X(W - W')|^2 / |XW|^2 per layer, magnitude -> reconstructed")
     if result.pack.packed:
         lines.append(f"packed    {len(result.pack.packed)} weights: {result.pack.bytes_ratio:.1%} of their dense bytes")
     elif cfg.pack:
@@ -450,6 +471,21 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--min-pack-sparsity", type=float, default=0.5,
                     help="pack a weight only if this share of its blocks is zero (default 0.5)")
     ps.add_argument("--top", type=int, default=10, help="weights to list (default 10)")
+    pr = ps.add_argument_group(
+        "reconstruction", "OBS / SparseGPT-style: choose the pruned blocks by their effect on each layer's output "
+        "and update the kept weights to reproduce the layer's outputs on calibration data (float weights only: "
+        "reconstruct before `onnxq quantize`)")
+    pr.add_argument("--reconstruct", action="store_true", help="reconstruct the kept weights (needs --data)")
+    pr.add_argument("--data", nargs="+", metavar="NPZ|DIR",
+                    help="calibration feeds: .npz files keyed by input name, or a directory of them")
+    pr.add_argument("--damp", type=float, default=0.01,
+                    help="add this share of the mean diagonal of X^T X to its diagonal (default 0.01)")
+    pr.add_argument("--one-pass", action="store_true",
+                    help="collect every layer's inputs from the dense model in one pass (faster; default: layer by "
+                    "layer from the already-pruned model)")
+    pr.add_argument("--max-samples", type=int, metavar="N", help="use at most N feeds")
+    pr.add_argument("--memory-mb", type=float, default=1024.0, help="activation bytes per onnxruntime run (1024)")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ps.set_defaults(func=cmd_sparsify)
 
     pz = sub.add_parser("zoo", help="model zoo: export, convert, evaluate and benchmark many models in one command",

@@ -133,15 +133,10 @@ def _block_scores(w_kn: np.ndarray, scale: np.ndarray | None, bk: int, bn: int) 
     return mag.reshape(k // bk, bk, n // bn, bn).sum(axis=(1, 3))  # [K/bk, N/bn]
 
 
-def prune_blocks(model: onnx.ModelProto, config: PruneConfig) -> tuple[onnx.ModelProto, PruneReport]:
-    """Returns a pruned copy of `model` (the input is not modified) and what was pruned."""
-    if not 0.0 <= config.sparsity < 1.0:
-        raise OnnxqError(f"sparsity must be in [0, 1), got {config.sparsity}")
-    if config.scope not in ("global", "per-layer"):
-        raise OnnxqError(f"scope must be 'global' or 'per-layer', got '{config.scope}'")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    targets, skipped = find_targets(out, config)
+def magnitude_keep(targets: dict[str, _Target], config: PruneConfig
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each target's decoded weight as [K, N] and its kept blocks [K/bk, N/bn] under block magnitude pruning
+    (per-layer quantiles or one global threshold)."""
     bk, bn = config.block
     decoded = {}
     scores = {}
@@ -158,9 +153,27 @@ def prune_blocks(model: onnx.ModelProto, config: PruneConfig) -> tuple[onnx.Mode
     else:
         thresholds = {nm: (float(np.quantile(s, config.sparsity)) if config.sparsity > 0 else -np.inf)
                       for nm, s in scores.items()}
+    return decoded, {name: scores[name] > thresholds[name] for name in targets}
+
+
+def check_config(config: PruneConfig) -> None:
+    if not 0.0 <= config.sparsity < 1.0:
+        raise OnnxqError(f"sparsity must be in [0, 1), got {config.sparsity}")
+    if config.scope not in ("global", "per-layer"):
+        raise OnnxqError(f"scope must be 'global' or 'per-layer', got '{config.scope}'")
+
+
+def prune_blocks(model: onnx.ModelProto, config: PruneConfig) -> tuple[onnx.ModelProto, PruneReport]:
+    """Returns a pruned copy of `model` (the input is not modified) and what was pruned."""
+    check_config(config)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    targets, skipped = find_targets(out, config)
+    bk, bn = config.block
+    decoded, keeps = magnitude_keep(targets, config)
     report = PruneReport(skipped=skipped)
     for name, t in targets.items():
-        keep = scores[name] > thresholds[name]  # [K/bk, N/bn]
+        keep = keeps[name]  # [K/bk, N/bn]
         mask_kn = np.repeat(np.repeat(keep, bk, axis=0), bn, axis=1)
         mask = mask_kn if t.kn_view else mask_kn.T
         _apply_mask(t.init, mask)

@@ -129,6 +129,23 @@ def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
             np.testing.assert_array_equal(got, dense, err_msg=f"{kernel} t={threads}")
 
 
+@pytest.mark.skipif(not HAS_VNNI, reason="the chunked kernel needs AVX512-VNNI (the reference has no K chunks)")
+@pytest.mark.parametrize("chunk_groups", ["1", "5", "48", "250", ""])
+def test_sparse_kernel_k_chunks_equal_dense(monkeypatch, chunk_groups):
+    # K chunking (per-weight chunk size, partial sums carried between chunks) must not change a single bit,
+    # whatever the chunk size: one group, a size not dividing K/4, the L1 size, more than K/4, the density rule
+    monkeypatch.setenv("ONNXQ_SPMM_CHUNK_GROUPS", chunk_groups)
+    rng = np.random.default_rng(7)
+    m, k, n = 130, 1004, 37
+    w = _random_block_sparse(k, n, 4, 1, 0.85, seed=3)
+    bs = fmt.from_dense(w, 4, 1)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    scale = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+    dense = _kernels.qgemm_u8s8(a, 3, w, np.zeros(1, np.int8), scale, kernel="ref")
+    g = _kernels.PackedSpmmU8S8(bs.values, bs.block_rows, bs.col_ptr, k, n, scale, None, "avx512vnni", 2)
+    np.testing.assert_array_equal(g(a, 3), dense)
+
+
 def test_sparse_kernel_rejects_hostile_indices():
     bs = fmt.from_dense(_random_block_sparse(16, 8, 4, 1, 0.5), 4, 1)
     rows = bs.block_rows.copy()

@@ -21,10 +21,11 @@ struct BlockSparseS8 {
   std::vector<int32_t> block_rows;  // nnzb
   std::vector<int32_t> col_ptr;     // N / bn + 1
   std::vector<int32_t> col_sum;     // per output column n: sum of its kept weights (activation zero point)
-  // K is walked in chunks of kSpmmChunkGroups 4-K groups so a token tile's slice of activations stays in L1:
+  // K is walked in chunks of chunk_groups 4-K groups (see SpmmChunkGroups):
   // chunk_ptr[c * (N/bn + 1) + j] = first block of column j whose block row is in chunk c or later.
   std::vector<int32_t> chunk_ptr;
   int64_t chunks = 0;
+  int64_t chunk_groups = 0;
   int64_t nnzb() const { return static_cast<int64_t>(block_rows.size()); }
 };
 
@@ -55,7 +56,9 @@ void SpmmU8S8Ref(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);
 // 4 x 1 blocks with AVX512-VNNI. `a_packed` is A repacked by PackTokensU8 (shared by all column ranges):
 // token tiles [ceil(M / kSpmmTokens)][K/4][kSpmmTokens][4 K], pad tokens zero.
 constexpr int64_t kSpmmTokens = 128;
-constexpr int64_t kSpmmChunkGroups = 48;  // 48 groups x 128 tokens x 4 bytes = 24 KiB of a 32 KiB L1
+// K groups per chunk for a weight with K/4 block rows and nnzb kept blocks over n columns. ONNXQ_SPMM_CHUNK_GROUPS
+// overrides it (benchmarks).
+int64_t SpmmChunkGroups(int64_t block_rows, int64_t nnzb, int64_t n);
 size_t PackedTokensSize(int64_t M, int64_t K);
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);  // same bytes

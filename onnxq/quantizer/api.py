@@ -17,11 +17,12 @@ from onnxq.quantizer.pipeline import QuantReport, run_pipeline
 
 
 def tqdm_progress(desc: str, total: int | None) -> Callable[[int], None]:
-    """A tqdm bar on stderr; returns its update function."""
+    """A tqdm bar on stderr (only when stderr is a terminal: logs get no carriage-return debris); returns its
+    update function."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="layer" if desc == "sensitivity" else "batch", file=sys.stderr,
-               leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, disable=None)
     return bar.update
 
 

@@ -4,10 +4,13 @@ sparsity, run as
   ort-int8-dense     stock onnxruntime on the pruned weights stored dense (its INT8 kernel; zeros cost as much)
   onnxq-dense        the onnxq EP's dense INT8 kernel on the packed file (ONNXQ_SPARSE=never at session creation)
   onnxq-sparse       the onnxq EP's 4x1 sparse kernel on the packed file
-  deepsparse         DeepSparse 1.8 on the dense-stored file (optional: a separate virtualenv, since it pins
-                     onnx < 1.15; timed in a subprocess with the same passes and reps, right after the others)
+  deepsparse         DeepSparse 1.8, INT8, on the same pruned int8 weights in the form it runs as sparse INT8
+                     (SparseML's QuantizeLinear -> MatMulInteger -> Cast -> Mul export; see onnxq.bench_deepsparse)
+  deepsparse-fp32    DeepSparse 1.8 on the same pruned weights dequantized to an FP32 MatMul (its FP32 sparse path)
 
-The first three are timed in one process with interleaved passes; dense-equivalent TOPS = 2*M*N*K / time.
+DeepSparse is optional: it pins onnx < 1.15, so it runs in its own virtualenv, one worker subprocess per engine.
+All variants are timed in interleaved passes (the DeepSparse workers take their turn in the same rotation as the
+in-process onnxruntime sessions); dense-equivalent TOPS = 2*M*N*K / time.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +29,15 @@ import onnx
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.bench import _Bound, _timed_passes, environment
+from onnxq.bench import _Bound, environment
+from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
+from onnxq.errors import OnnxqError
 from onnxq.reporting import write_text_atomic
 from onnxq.sparse.api import SparsifyConfig, sparsify
 from onnxq.testing import qdq_matmul_model
 
 SPARSITIES = (0.7, 0.8, 0.9, 0.95)
+VARIANTS = ("ort-int8-dense", "onnxq-dense", "onnxq-sparse", "deepsparse", "deepsparse-fp32")
 SHAPES = ((128, 768, 768), (128, 768, 3072), (128, 3072, 768), (512, 768, 768))
 
 
@@ -45,6 +50,7 @@ class SparseBenchConfig:
     reps: int = 5
     min_pass_seconds: float = 0.02
     deepsparse_python: str | None = None  # a python with deepsparse==1.8.0 installed
+    deepsparse_fp32: bool = True  # with deepsparse_python: also DeepSparse's FP32 path on the same pruned weights
 
 
 @dataclass
@@ -59,6 +65,7 @@ class SparseResult:
     min_ms: float
     tops: float
     note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,58 +103,58 @@ def _session(data: bytes, threads: int, onnxq_mode: str | None) -> ort.Inference
             os.environ["ONNXQ_SPARSE"] = old
 
 
-_DEEPSPARSE_SCRIPT = r"""
-import json, os, statistics, sys, time
-os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
-import numpy as np
-from deepsparse import compile_model
-path, m, k, threads, passes, reps, min_pass = sys.argv[1:8]
-m, k, threads, passes, reps, min_pass = int(m), int(k), int(threads), int(passes), int(reps), float(min_pass)
-engine = compile_model(path, batch_size=1, num_cores=threads)
-x = [np.random.default_rng(m).standard_normal((1, m, k)).astype(np.float32)]
-for _ in range(3):
-    engine.run(x)
-t0 = time.perf_counter(); engine.run(x); dt = time.perf_counter() - t0
-repeat = max(1, int(min_pass / max(dt, 1e-7) / reps))
-per_pass = []
-for _ in range(passes):
-    samples = []
-    for _ in range(reps):
+def _deepsparse_workers(cfg: SparseBenchConfig, dense: onnx.ModelProto, x: np.ndarray, threads: int,
+                        ref: np.ndarray) -> tuple[dict[str, DeepSparseWorker], dict[str, dict[str, Any]]]:
+    """One DeepSparse engine per form (INT8 MatMulInteger, FP32), compiled in the DeepSparse virtualenv on the
+    same pruned weights; the note says what it ran itself and how its output compares to stock onnxruntime's."""
+    workers: dict[str, DeepSparseWorker] = {}
+    details: dict[str, dict[str, Any]] = {}
+    m, k = x.shape[1], x.shape[2]
+    for variant, form in (("deepsparse", "int8"), ("deepsparse-fp32", "fp32")):
+        if form == "fp32" and not cfg.deepsparse_fp32:
+            continue
+        model, info = deepsparse_form(dense, form, {"x": [1, m, k]})
+        try:
+            w = DeepSparseWorker(cfg.deepsparse_python, model, [x], threads, cfg.min_pass_seconds, cfg.reps)
+        except OnnxqError as e:
+            details[variant] = {"failed": str(e)}
+            continue
+        workers[variant] = w
+        details[variant] = {"form": form, "ops": [n.op_type for n in model.graph.node],
+                            "fraction_of_supported_ops": w.info["fraction_of_supported_ops"],
+                            "max_abs_diff_vs_ort": float(np.max(np.abs(w.outputs[0] - ref))),
+                            "weight_zero_fraction": info.get("weight_zero_fraction"), "cpu": w.info.get("cpu")}
+    return workers, details
+
+
+def _timed_passes_mixed(bound: dict[str, _Bound], workers: dict[str, DeepSparseWorker],
+                        cfg: SparseBenchConfig) -> dict[str, list[float]]:
+    """onnxq.bench._timed_passes with DeepSparse workers in the rotation: each pass times every variant once,
+    in-process sessions and the DeepSparse subprocesses alike, so all see the same machine load."""
+    for b in bound.values():
+        b.run()
+        b.run()
+    repeat: dict[str, int] = {}
+    for nm, b in bound.items():
         t0 = time.perf_counter()
-        for _ in range(repeat):
-            engine.run(x)
-        samples.append((time.perf_counter() - t0) / repeat)
-    per_pass.append(statistics.median(samples))
-print(json.dumps({"per_pass": per_pass, "engine": str(engine)[:200]}))
-"""
-
-
-def _deepsparse(python: str, model: onnx.ModelProto, m: int, k: int, threads: int,
-                cfg: SparseBenchConfig) -> tuple[list[float] | None, str]:
-    with tempfile.TemporaryDirectory(prefix="onnxq-ds-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        old = onnx.ModelProto()
-        old.CopyFrom(model)
-        # DeepSparse 1.8 embeds an older onnxruntime: IR 8 / opset 13 (enough for per-axis Q/DQ + MatMul)
-        old.ir_version = 8
-        for o in old.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                o.version = 13
-        # and static shapes: with a symbolic dimension it runs nothing itself ("fraction_of_supported_ops: 0")
-        for vi in (old.graph.input[0], old.graph.output[0]):
-            dims = vi.type.tensor_type.shape.dim
-            for d, v in zip(dims[:2], (1, m), strict=True):
-                d.ClearField("dim_param")
-                d.dim_value = v
-        onnx.save_model(old, path)
-        env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
-        r = subprocess.run([python, "-c", _DEEPSPARSE_SCRIPT, str(path), str(m), str(k), str(threads),
-                            str(cfg.passes), str(cfg.reps), str(cfg.min_pass_seconds)],
-                           capture_output=True, text=True, env=env, timeout=900)
-        if r.returncode != 0:
-            return None, (r.stderr.strip().splitlines() or ["failed"])[-1][:300]
-        out = json.loads(r.stdout.strip().splitlines()[-1])
-        return out["per_pass"], out.get("engine", "")
+        b.run()
+        repeat[nm] = max(1, int(cfg.min_pass_seconds / max(time.perf_counter() - t0, 1e-7) / cfg.reps))
+    names = list(bound) + list(workers)
+    per_pass: dict[str, list[float]] = {nm: [] for nm in names}
+    for p in range(cfg.passes):
+        for nm in names[p % len(names):] + names[: p % len(names)]:
+            if nm in workers:
+                per_pass[nm].append(workers[nm].timed_pass(cfg.reps))
+                continue
+            b, r = bound[nm], repeat[nm]
+            samples = []
+            for _ in range(cfg.reps):
+                t0 = time.perf_counter()
+                for _ in range(r):
+                    b.run()
+                samples.append((time.perf_counter() - t0) / r)
+            per_pass[nm].append(statistics.median(samples))
+    return per_pass
 
 
 def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | None = None) -> SparseReport:
@@ -167,22 +174,25 @@ def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | N
                 outs = {v: s.run(None, {"x": x})[0] for v, s in sessions.items()}
                 agree = bool(np.array_equal(outs["onnxq-dense"], outs["onnxq-sparse"]))
                 bound = {v: _Bound3(s, x, n) for v, s in sessions.items()}
-                times = _timed_passes(bound, cfg)
+                workers, details = ({}, {}) if not cfg.deepsparse_python else \
+                    _deepsparse_workers(cfg, dense, x, threads, outs["ort-int8-dense"])
+                try:
+                    times = _timed_passes_mixed(bound, workers, cfg)
+                finally:
+                    for w in workers.values():
+                        w.close()
+                notes = {"onnxq-sparse": "bit-identical to onnxq-dense" if agree else "DIFFERS",
+                         "deepsparse": "separate process (own virtualenv)",
+                         "deepsparse-fp32": "separate process (own virtualenv)"}
                 for v, ts in times.items():
                     med = statistics.median(ts)
-                    note = "" if v != "onnxq-sparse" else ("bit-identical to onnxq-dense" if agree else "DIFFERS")
                     report.results.append(SparseResult(v, m, k, n, sp, threads, med * 1e3, min(ts) * 1e3,
-                                                       2 * m * n * k / med / 1e12, note))
-                if cfg.deepsparse_python:
-                    ts, info = _deepsparse(cfg.deepsparse_python, dense, m, k, threads, cfg)
-                    if ts is None:
-                        report.results.append(SparseResult("deepsparse", m, k, n, sp, threads, float("nan"),
-                                                           float("nan"), float("nan"), f"failed: {info}"))
-                    else:
-                        med = statistics.median(ts)
-                        report.results.append(SparseResult("deepsparse", m, k, n, sp, threads, med * 1e3,
-                                                           min(ts) * 1e3, 2 * m * n * k / med / 1e12,
-                                                           "separate process (onnx<1.15 venv)"))
+                                                       2 * m * n * k / med / 1e12, notes.get(v, ""),
+                                                       details.get(v, {})))
+                for v, d in details.items():
+                    if "failed" in d:
+                        report.results.append(SparseResult(v, m, k, n, sp, threads, float("nan"), float("nan"),
+                                                           float("nan"), f"failed: {d['failed']}"))
     report.environment["loadavg_end"] = os.getloadavg()
     return report
 
@@ -205,13 +215,14 @@ def markdown(report: SparseReport) -> str:
              f"onnxq {env['onnxq']}, {env['date']}; load average {tuple(round(x, 2) for x in env['loadavg_start'])}"
              f" -> {tuple(round(x, 2) for x in env.get('loadavg_end', ()))}.", "",
              "Dense-equivalent TOPS (2·M·N·K / median time) and speed-ups of the onnxq sparse kernel:", "",
-             "| threads | M×K×N | sparsity | ORT INT8 dense | onnxq dense | onnxq sparse | DeepSparse | "
-             "sparse / ORT | sparse / onnxq dense | sparse / DeepSparse |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| threads | M×K×N | sparsity | ORT INT8 dense | onnxq dense | onnxq sparse | DeepSparse INT8 | "
+             "DeepSparse FP32 | sparse / ORT | sparse / onnxq dense | sparse / DeepSparse INT8 | "
+             "sparse / DeepSparse FP32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     idx = {(r.variant, r.m, r.k, r.n, r.sparsity, r.threads): r for r in report.results}
     keys = sorted({(r.threads, r.m, r.k, r.n, r.sparsity) for r in report.results})
     for t, m, k, n, sp in keys:
-        g = {v: idx.get((v, m, k, n, sp, t)) for v in ("ort-int8-dense", "onnxq-dense", "onnxq-sparse", "deepsparse")}
+        g = {v: idx.get((v, m, k, n, sp, t)) for v in VARIANTS}
 
         def cell(v, g=g):
             r = g[v]
@@ -224,11 +235,19 @@ def markdown(report: SparseReport) -> str:
             return f"{rb.median_ms / ra.median_ms:.2f}×"
 
         lines.append(f"| {t} | {m}×{k}×{n} | {sp:.0%} | {cell('ort-int8-dense')} | {cell('onnxq-dense')} | "
-                     f"{cell('onnxq-sparse')} | {cell('deepsparse')} | {ratio('onnxq-sparse', 'ort-int8-dense')} | "
-                     f"{ratio('onnxq-sparse', 'onnxq-dense')} | {ratio('onnxq-sparse', 'deepsparse')} |")
-    notes = sorted({r.note for r in report.results if r.variant == "deepsparse" and r.note.startswith("failed")})
-    if notes:
-        lines += ["", "DeepSparse did not run: " + "; ".join(notes)]
+                     f"{cell('onnxq-sparse')} | {cell('deepsparse')} | {cell('deepsparse-fp32')} | "
+                     f"{ratio('onnxq-sparse', 'ort-int8-dense')} | {ratio('onnxq-sparse', 'onnxq-dense')} | "
+                     f"{ratio('onnxq-sparse', 'deepsparse')} | {ratio('onnxq-sparse', 'deepsparse-fp32')} |")
+    for v in ("deepsparse", "deepsparse-fp32"):
+        rs = [r for r in report.results if r.variant == v]
+        ok = [r for r in rs if r.detail]
+        if ok:
+            lines += ["", f"{v}: graph {' + '.join(ok[0].detail['ops'])}; DeepSparse's fraction_of_supported_ops "
+                      f"{sorted({r.detail['fraction_of_supported_ops'] for r in ok})}; max |output - stock ORT on the "
+                      f"Q/DQ file| {max(r.detail['max_abs_diff_vs_ort'] for r in ok):.3g}."]
+        fails = sorted({r.note for r in rs if r.note.startswith("failed")})
+        if fails:
+            lines += ["", f"{v} did not run: " + "; ".join(fails)]
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +265,7 @@ def write_outputs(report: SparseReport, out_dir: Path, stem: str = "bench_sparse
     except ImportError:
         return paths
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for v, style in (("ort-int8-dense", "s--"), ("onnxq-dense", "^--"), ("onnxq-sparse", "o-"), ("deepsparse", "d-")):
+    for v, style in zip(VARIANTS, ("s--", "^--", "o-", "d-", "v:"), strict=True):
         rs = [r for r in report.results if r.variant == v and r.threads == min(report.config["threads"]) and
               r.tops == r.tops]
         if not rs:

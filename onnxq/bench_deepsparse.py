@@ -81,7 +81,7 @@ def _scalar_init(inits: Mapping[str, TensorProto], name: str) -> np.ndarray | No
     return a if a.size == 1 else None
 
 
-def _to_int8_form(model: onnx.ModelProto) -> int:
+def _to_int8_form(model: onnx.ModelProto, act_matmuls: bool = True) -> int:
     """DQ(Q(x)) x DQ(int8 W) -> MatMul  ==>  MatMulInteger(x_q, W+128) -> Cast -> Mul(x_scale * w_scale).
     Activation x activation MatMuls with per-tensor DQ on both sides become MatMulInteger -> Cast -> Mul too.
     Returns the number of MatMuls converted."""
@@ -115,6 +115,9 @@ def _to_int8_form(model: onnx.ModelProto) -> int:
                           numpy_helper.from_array(np.array(128, np.uint8), zb_name)]
             rescale = (sa.astype(np.float32).reshape(()) * sw.astype(np.float32)).astype(np.float32)
         else:  # activation x activation
+            if not act_matmuls:
+                out_nodes.append(node)
+                continue
             sb = _scalar_init(inits, dqb.input[1])
             zb = _scalar_init(inits, dqb.input[2]) if len(dqb.input) > 2 else None
             if sb is None or zb is None or zb.dtype not in (np.uint8, np.int8):
@@ -241,10 +244,11 @@ def set_static_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]
             vi.CopyFrom(outs[vi.name])
 
 
-def deepsparse_form(model: onnx.ModelProto, form: str = "int8",
-                    shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[onnx.ModelProto, dict]:
+def deepsparse_form(model: onnx.ModelProto, form: str = "int8", shapes: Mapping[str, Sequence[int]] | None = None,
+                    act_matmuls: bool = True) -> tuple[onnx.ModelProto, dict]:
     """(a copy of `model` in the form DeepSparse 1.8 accelerates, a small report). `form` is "int8" (SparseML's
-    MatMulInteger form, same int8 weights) or "fp32" (same pruned weights dequantized, no Q/DQ)."""
+    MatMulInteger form, same int8 weights) or "fp32" (same pruned weights dequantized, no Q/DQ);
+    `act_matmuls=False` leaves activation x activation MatMuls (attention) in their Q/DQ form."""
     if form not in FORMS:
         raise OnnxqError(f"form must be one of {FORMS}, got {form!r}")
     m = onnx.ModelProto()
@@ -252,7 +256,7 @@ def deepsparse_form(model: onnx.ModelProto, form: str = "int8",
     _expand_packed(m)
     info: dict = {"form": form}
     if form == "int8":
-        info["matmuls_converted"] = _to_int8_form(m)
+        info["matmuls_converted"] = _to_int8_form(m, act_matmuls)
     else:
         _to_fp32_form(m)
     _prune_dead(m)

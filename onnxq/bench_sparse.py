@@ -66,6 +66,7 @@ class SparseResult:
     tops: float
     note: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    passes_ms: list[float] = field(default_factory=list)  # per interleaved pass, for paired ratios
 
 
 @dataclass
@@ -188,7 +189,7 @@ def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | N
                     med = statistics.median(ts)
                     report.results.append(SparseResult(v, m, k, n, sp, threads, med * 1e3, min(ts) * 1e3,
                                                        2 * m * n * k / med / 1e12, notes.get(v, ""),
-                                                       details.get(v, {})))
+                                                       details.get(v, {}), [t * 1e3 for t in ts]))
                 for v, d in details.items():
                     if "failed" in d:
                         report.results.append(SparseResult(v, m, k, n, sp, threads, float("nan"), float("nan"),

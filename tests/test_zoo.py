@@ -95,6 +95,19 @@ def test_zoo_serial_in_process_with_sparse_recipe(tmp_path: Path) -> None:
     assert "ort_ms" not in rows[1]
 
 
+def test_zoo_reconstruct_recipe_beats_magnitude(tmp_path: Path) -> None:
+    # same model, same sparsity, same calibration: the reconstructed recipe must stay closer to FP32
+    s = ZooSettings(out=tmp_path / "out", cache=tmp_path / "cache", recipes=("int8-bs4x1-80", "int8-bs4x1-80-obs"),
+                    benchmark=False, progress=False)
+    res = run_zoo(["tiny-encoder"], s)
+    rows = {r["recipe"]: r for r in res.models[0]["rows"]}
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert rows["int8-bs4x1-80-obs"]["convert"]["packed_weights"] > 0
+    mag, obs = rows["int8-bs4x1-80"]["metrics"], rows["int8-bs4x1-80-obs"]["metrics"]
+    key = next(k for k in ("cosine", "mean_cosine", "output_cosine") if k in mag)
+    assert obs[key] > mag[key] + 0.005, (mag, obs)  # 0.829 -> 0.842 here (random-weight model)
+
+
 @pytest.mark.skipif(not os.environ.get("ONNXQ_TEST_RAY"), reason="set ONNXQ_TEST_RAY=1 (starts a local Ray)")
 def test_zoo_ray_executor(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")

@@ -15,11 +15,14 @@ class ZooRecipe:
     quant_recipe: str | None = None  # onnxq.QuantConfig recipe; None = float
     sparsity: float = 0.0  # share of weight blocks pruned (0 = dense)
     block: tuple[int, int] = (4, 1)
+    reconstruct: bool = False  # OBS / SparseGPT-style update of the kept weights from the calibration data
 
     @property
     def needs_calibration(self) -> bool:
         from onnxq.quantizer.config import RECIPES
 
+        if self.reconstruct:
+            return True
         if self.quant_recipe is None:
             return False
         return RECIPES[self.quant_recipe].get("quantize_activations", True) is not False
@@ -36,6 +39,10 @@ RECIPES: dict[str, ZooRecipe] = {r.name: r for r in (
     ZooRecipe("int8-bs4x1-50", "50% of 4x1 weight blocks pruned (no fine-tuning), then INT8", "int8", 0.5),
     ZooRecipe("int8-bs4x1-80", "80% of 4x1 weight blocks pruned (no fine-tuning), then INT8", "int8", 0.8),
     ZooRecipe("fp8-e4m3-bs4x1-50", "50% of 4x1 weight blocks pruned (no fine-tuning), then FP8 E4M3", "fp8-e4m3", 0.5),
+    ZooRecipe("int8-bs4x1-50-obs", "50% of 4x1 weight blocks pruned with OBS / SparseGPT reconstruction, then INT8",
+              "int8", 0.5, reconstruct=True),
+    ZooRecipe("int8-bs4x1-80-obs", "80% of 4x1 weight blocks pruned with OBS / SparseGPT reconstruction, then INT8",
+              "int8", 0.8, reconstruct=True),
 )}
 
 DEFAULT_RECIPES = ("fp32", "int8", "fp8-e4m3", "fp8-e5m2", "int8-bs4x1-50", "int8-bs4x1-80")
@@ -51,7 +58,8 @@ def resolve(names: list[str] | tuple[str, ...] | None) -> list[ZooRecipe]:
 
 
 def convert(recipe: ZooRecipe, src: Path, dst: Path, calibration: list) -> dict:  # type: ignore[type-arg]
-    """Write ``dst`` from ``src`` (never modified): prune (no pack) -> quantize -> pack. Returns a summary."""
+    """Write ``dst`` from ``src`` (never modified): prune (no pack; reconstructed from the calibration data if the
+    recipe says so) -> quantize -> pack. Returns a summary."""
     import onnxq
     from onnxq.model_io import load_model, save_model
 
@@ -61,7 +69,8 @@ def convert(recipe: ZooRecipe, src: Path, dst: Path, calibration: list) -> dict:
     info: dict[str, object] = {}
     if recipe.sparsity > 0:
         pruned = onnxq.sparsify(model, None, onnxq.SparsifyConfig(sparsity=recipe.sparsity, block=recipe.block,
-                                                                  pack=False))
+                                                                  pack=False, reconstruct=recipe.reconstruct),
+                                data=calibration if recipe.reconstruct else None)
         model = pruned.model
         info["pruned_weights"] = len(pruned.prune.weights)
     if recipe.quant_recipe is not None:

@@ -239,6 +239,17 @@ def markdown(report: SparseReport) -> str:
                      f"{cell('onnxq-sparse')} | {cell('deepsparse')} | {cell('deepsparse-fp32')} | "
                      f"{ratio('onnxq-sparse', 'ort-int8-dense')} | {ratio('onnxq-sparse', 'onnxq-dense')} | "
                      f"{ratio('onnxq-sparse', 'deepsparse')} | {ratio('onnxq-sparse', 'deepsparse-fp32')} |")
+    summary = deepsparse_summary(report)
+    if summary:
+        lines += ["", "onnxq sparse vs DeepSparse per sparsity, range over shapes and thread counts (paired: median "
+                  "over passes of the two times taken in the same pass; min: best pass of each — the least "
+                  "disturbed by other load):", "",
+                  "| sparsity | peer | ratio of medians | paired ratio | ratio of mins | onnxq sparse TOPS (median) | "
+                  "peer TOPS (median) |", "|---|---|---|---|---|---|---|"]
+        for row in summary:
+            lines.append(f"| {row['sparsity']:.0%} | {row['peer']} | " + " | ".join(
+                f"{row[c][0]:.2f}–{row[c][1]:.2f}{'×' if 'ratio' in c else ''}"
+                for c in ("ratio_of_medians", "paired_ratio", "ratio_of_mins", "onnxq_tops", "peer_tops")) + " |")
     for v in ("deepsparse", "deepsparse-fp32"):
         rs = [r for r in report.results if r.variant == v]
         ok = [r for r in rs if r.detail]
@@ -252,10 +263,36 @@ def markdown(report: SparseReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def deepsparse_summary(report: SparseReport) -> list[dict[str, Any]]:
+    """Per sparsity and DeepSparse variant: (min, max) over shapes/threads of the onnxq-sparse speed-up, three ways."""
+    idx = {(r.variant, r.m, r.k, r.n, r.sparsity, r.threads): r for r in report.results}
+    out = []
+    for peer in ("deepsparse", "deepsparse-fp32"):
+        for sp in sorted({r.sparsity for r in report.results}):
+            cols: dict[str, list[float]] = {c: [] for c in ("ratio_of_medians", "paired_ratio", "ratio_of_mins",
+                                                           "onnxq_tops", "peer_tops")}
+            for r in report.results:
+                if r.variant != "onnxq-sparse" or r.sparsity != sp:
+                    continue
+                d = idx.get((peer, r.m, r.k, r.n, sp, r.threads))
+                if d is None or d.median_ms != d.median_ms:
+                    continue
+                cols["ratio_of_medians"].append(d.median_ms / r.median_ms)
+                cols["ratio_of_mins"].append(d.min_ms / r.min_ms)
+                if len(d.passes_ms) == len(r.passes_ms) and r.passes_ms:
+                    cols["paired_ratio"].append(statistics.median(a / b for a, b in zip(d.passes_ms, r.passes_ms,
+                                                                                        strict=True)))
+                cols["onnxq_tops"].append(r.tops)
+                cols["peer_tops"].append(d.tops)
+            if cols["ratio_of_medians"] and cols["paired_ratio"]:
+                out.append({"sparsity": sp, "peer": peer, **{c: (min(v), max(v)) for c, v in cols.items()}})
+    return out
+
+
 def write_outputs(report: SparseReport, out_dir: Path, stem: str = "bench_sparse") -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"config": report.config, "environment": report.environment,
-               "results": [asdict(r) for r in report.results]}
+               "results": [asdict(r) for r in report.results], "deepsparse_summary": deepsparse_summary(report)}
     paths = {"json": write_text_atomic(out_dir / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
              "markdown": write_text_atomic(out_dir / f"{stem}.md", markdown(report))}
     try:

@@ -101,6 +101,9 @@ def test_markdown_has_deepsparse_columns() -> None:
     assert "| DeepSparse INT8 | DeepSparse FP32 |" in text
     assert "| 2.00× |  |" in text  # sparse / DeepSparse INT8, and no FP32 ratio
     assert "QuantizeLinear + MatMulInteger + Cast + Mul" in text and "deepsparse-fp32 did not run: failed: boom" in text
+    rs[2].passes_ms, rs[3].passes_ms = [0.1, 0.1, 0.2], [0.2, 0.3, 0.2]
+    text = markdown(SparseReport({}, env, rs))
+    assert "| 90% | deepsparse | 2.00–2.00× | 2.00–2.00× | 2.00–2.00× |" in text  # paired: median(2, 3, 1)
 
 
 @pytest.mark.parametrize("fmt", ["u8", "s8"])

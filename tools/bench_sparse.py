@@ -27,6 +27,7 @@ def main() -> int:
                     help="with --deepsparse-python: skip DeepSparse's FP32 path")
     ap.add_argument("--shape", action="append", metavar="MxKxN", help="shapes (default: the four BERT-base ones)")
     ap.add_argument("--stem", default="bench_sparse", help="output file names (STEM.json, STEM.md, STEM.png)")
+    ap.add_argument("--passes", type=int, help="interleaved passes (default 7, 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="one shape (unless --shape), 3 passes")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shape] if args.shape else \
@@ -37,7 +38,7 @@ def main() -> int:
         shapes=shapes,
         sparsities=args.sparsity or SPARSITIES,
         threads=args.threads or (1,),
-        passes=3 if args.quick else 7,
+        passes=args.passes or (3 if args.quick else 7),
         deepsparse_python=args.deepsparse_python,
         deepsparse_fp32=not args.no_deepsparse_fp32,
     )

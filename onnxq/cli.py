@@ -224,6 +224,7 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
         reconstruct=args.reconstruct,
         damp=args.damp,
         sequential=not args.one_pass,
+        dense_target=not args.layer_target,
         calibration_max_samples=args.max_samples,
         calibration_memory_mb=args.memory_mb,
         progress=not args.no_progress,
@@ -454,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser(
         "sparsify", help="block-prune MatMul/Gemm weights and pack them in the compact block-sparse format",
         description="Prune MatMul/Gemm weights (float, or int8/FP8 behind DequantizeLinear) in whole KxN blocks by "
-        "magnitude, then store each sufficiently sparse weight compactly (blocks + indices) behind a "
+        "magnitude (or, with --reconstruct --data, OBS/SparseGPT-style with the kept float weights updated from "
+        "calibration data), then store each sufficiently sparse weight compactly (blocks + indices) behind a "
         "com.onnxq BlockSparseExpand node whose ONNX function lets stock onnxruntime run the file; the onnxq EP "
         "runs INT8 4x1 blocks with its sparse kernel. Works before or after `onnxq quantize`.")
     ps.add_argument("model", help="input .onnx (float or quantized)")
@@ -483,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--one-pass", action="store_true",
                     help="collect every layer's inputs from the dense model in one pass (faster; default: layer by "
                     "layer from the already-pruned model)")
+    pr.add_argument("--layer-target", action="store_true",
+                    help="fit each layer's own dense weights on the pruned model's inputs, as SparseGPT does "
+                    "(default: fit the dense model's outputs of that layer, which also corrects earlier layers' "
+                    "errors at the cost of running the dense model too)")
     pr.add_argument("--max-samples", type=int, metavar="N", help="use at most N feeds")
     pr.add_argument("--memory-mb", type=float, default=1024.0, help="activation bytes per onnxruntime run (1024)")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -148,6 +148,17 @@ def test_one_pass_and_global_scope(tiny):
     assert _rel_err(MODEL, rec.model, held_out) < 0.5 * _rel_err(MODEL, mag.model, held_out)
 
 
+def test_layer_target(tiny):
+    calib = _feeds(1, 4)
+    held_out = _feeds(99, 4)
+    cfg = dict(sparsity=0.7, min_elements=1024, pack=False)
+    mag = onnxq.sparsify(tiny, None, onnxq.SparsifyConfig(**cfg))
+    rec = onnxq.sparsify(tiny, None, onnxq.SparsifyConfig(**cfg, reconstruct=True, dense_target=False), data=calib)
+    assert rec.reconstruct.waves == 4
+    assert [w.sparsity for w in rec.prune.weights] == [w.sparsity for w in mag.prune.weights]
+    assert _rel_err(MODEL, rec.model, held_out) < 0.5 * _rel_err(MODEL, mag.model, held_out)
+
+
 def test_npz_path_and_cli(tmp_path):
     from onnxq.cli import main
 

@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def variant_rows(name: str, fp32: Path, cache: Path, feeds, sparsities: list[float], int8_at: list[float],
-                 one_pass: list[float], evaluate, checkpoint) -> list[dict]:  # type: ignore[no-untyped-def]
+                 one_pass: list[float], layer_target: list[float], skip: set[str], evaluate,
+                 checkpoint) -> list[dict]:  # type: ignore[no-untyped-def]
     import onnxq
 
     rows: list[dict] = []
@@ -46,7 +47,11 @@ def variant_rows(name: str, fp32: Path, cache: Path, feeds, sparsities: list[flo
         kinds = [("magnitude", {}), ("reconstruct", {"reconstruct": True})]
         if s in one_pass:
             kinds.append(("reconstruct one-pass", {"reconstruct": True, "sequential": False}))
+        if s in layer_target:
+            kinds.append(("reconstruct layer-target", {"reconstruct": True, "dense_target": False}))
         for kind, extra in kinds:
+            if kind in skip:
+                continue
             label = f"{kind} {s:.0%}"
             dst = cache / f"{name}.sparse{int(round(s * 100))}.{kind.replace(' ', '_')}.onnx"
             row: dict = {"variant": label, "sparsity": s, "method": kind}
@@ -106,7 +111,8 @@ def evaluate_model(name: str, src_dir: Path, cache: Path, data, args, checkpoint
                 "lee_pearson": erm.lee_pearson(lee, data["lee_sims"]),
                 "probe_acc": float(probe.score(np.nan_to_num(test), data["test_label"]))}
 
-    rows = [base] + variant_rows(name, fp32, cache, feeds, args.sparsity, args.int8_at, args.one_pass, evaluate,
+    rows = [base] + variant_rows(name, fp32, cache, feeds, args.sparsity, args.int8_at, args.one_pass,
+                                 args.layer_target, set(args.skip), evaluate,
                                  lambda rs: checkpoint({"model": name, "rows": [base, *rs]}))
     tokens = int(sum(f["attention_mask"].size for f in feeds))
     return {"model": name, "onnx": str(fp32), "calib_feeds": len(feeds), "calib_rows": tokens, "rows": rows}
@@ -165,6 +171,11 @@ def main() -> None:
     ap.add_argument("--sparsity", nargs="+", type=float, default=[0.5, 0.7, 0.9])
     ap.add_argument("--int8-at", nargs="*", type=float, default=[0.9], help="sparsities also quantized to INT8")
     ap.add_argument("--one-pass", nargs="*", type=float, default=[], help="sparsities also reconstructed one-pass")
+    ap.add_argument("--layer-target", nargs="*", type=float, default=[],
+                    help="sparsities also reconstructed with dense_target=False (SparseGPT's per-layer target)")
+    ap.add_argument("--skip", nargs="*", default=[], help="methods to leave out (magnitude, reconstruct, ...)")
+    ap.add_argument("--merge-rows", action="store_true",
+                    help="with --merge: add these rows to the model's existing rows (replacing same-named ones)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "onnxq" / "real_models"))
     ap.add_argument("--out", default=str(REPO / "docs" / "sparsity-accuracy"), help="path stem for .md and .json")
     ap.add_argument("--merge", action="store_true", help="keep the other models' results in the existing JSON")
@@ -190,6 +201,14 @@ def main() -> None:
     command = "HF_HUB_OFFLINE=1 python tools/eval_sparse_accuracy.py " + " ".join(sys.argv[1:])
     if args.merge and out.with_suffix(".json").is_file():
         old = json.loads(out.with_suffix(".json").read_text())
+        if args.merge_rows:
+            by_model = {r["model"]: r for r in old["results"]}
+            for r in results:
+                if r["model"] in by_model:
+                    names = {x["variant"] for x in r["rows"]}
+                    r["rows"] = [x for x in by_model[r["model"]]["rows"] if x["variant"] not in names] + r["rows"]
+                    r["rows"].sort(key=lambda x: (x["sparsity"], x["variant"].removesuffix(" + INT8"),
+                                                  x["variant"].endswith("INT8")))
         fresh = {r["model"] for r in results}
         results = [r for r in old["results"] if r["model"] not in fresh] + results
         command = old["meta"]["command"] + "\n" + command

@@ -17,7 +17,12 @@ that ``prune_blocks`` would prune (same eligibility rules, same per-layer block 
 Sequential mode (the default) collects a layer's H from the model whose earlier layers are already pruned and
 reconstructed, in waves: every weight whose input no longer depends on an unprocessed weight is handled in the
 same pass over the data (Q, K and V of an attention block share one pass). Each wave runs only the part of the
-graph its inputs need. Non-sequential mode collects every H from the dense model in one pass.
+graph its inputs need. With ``dense_target`` (the default) the layer is fitted to the dense model's outputs of
+that layer, X_dense W0, rather than to X W0 on its own (pruned-model) inputs as SparseGPT does: the wave also runs
+the dense model and accumulates C = X^T X_dense, the unconstrained fit W* = H^-1 C W0 is computed (damped), and
+W* is pruned with the same OBS procedure (|X W' - X_dense W0|^2 = |X (W' - W*)|^2 + a constant), so each layer
+also corrects the error of the layers before it. Non-sequential mode collects every H from the dense model in one
+pass.
 
 Only float (fp32 / fp16) weights are reconstructed; quantized weights are refused (reconstruct, then quantize).
 """
@@ -53,6 +58,7 @@ class ReconstructConfig:
     sequential: bool = True  # H from the model whose earlier layers are already pruned (SparseGPT-style)
     batch_rows: int = 128  # lazy batch along K; rounded down to a multiple of the block's K (at least one block)
     memory_mb: float = 1024.0  # activation bytes one onnxruntime run may return
+    dense_target: bool = True  # sequential: fit the dense model's layer outputs, not W0 on the pruned inputs
 
 
 @dataclass
@@ -99,6 +105,20 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError as e:
         raise OnnxqError("the inverse Hessian lost positive definiteness (badly conditioned inputs); raise --damp "
                          "(for example 0.05)") from e
+
+
+def dense_fit(h: np.ndarray, b: np.ndarray, damp: float) -> np.ndarray:
+    """argmin_W |X W - Y|^2 from H = X^T X and B = X^T Y, with the same damping and dead inputs as the pruning."""
+    h = np.array(h, np.float64)
+    diag = np.diag(h).copy()
+    dead = diag <= 0
+    if dead.all():
+        return np.zeros_like(b)
+    h[dead, dead] = 1.0
+    h[np.diag_indices(len(h))] += damp * float(np.mean(diag[~dead])) if damp > 0 else 0.0
+    w = np.linalg.solve(h, b)
+    w[dead] = 0.0
+    return w
 
 
 def sparsegpt_prune(w_kn: np.ndarray, h: np.ndarray, block: tuple[int, int], *, prune_blocks: int | None = None,
@@ -252,46 +272,64 @@ def _submodel(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto
 
 
 def _collect_hessians(model: onnx.ModelProto, uses: Sequence[_Use], feeds: Sequence[Mapping[str, np.ndarray]],
-                      memory_mb: float, tick: Callable[[int], None] | None) -> tuple[dict[tuple[str, bool], np.ndarray],
-                                                                                     dict[tuple[str, bool], int]]:
+                      memory_mb: float, tick: Callable[[int], None] | None, dense: onnx.ModelProto | None = None
+                      ) -> tuple[dict[tuple[str, bool], np.ndarray], dict[tuple[str, bool], np.ndarray],
+                                 dict[tuple[str, bool], int]]:
+    """H = X^T X per (activation, transA) of `model`; with `dense`, also C = X^T X_dense (the same rows of the
+    dense model's activation), for the dense-output target."""
     keys = list(dict.fromkeys((u.tensor, u.trans_a) for u in uses))
     names = list(dict.fromkeys(t for t, _ in keys))
     graph_inputs = {i.name for i in model.graph.input}
     hs: dict[tuple[str, bool], np.ndarray] = {}
+    cs: dict[tuple[str, bool], np.ndarray] = {}
     rows: dict[tuple[str, bool], int] = dict.fromkeys(keys, 0)
 
-    def add(name: str, value: np.ndarray) -> None:
+    def rows_of(name: str, value: np.ndarray, trans_a: bool) -> np.ndarray:
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.floating):
             raise OnnxqError(f"activation '{name}' is {arr.dtype}, not float")
+        x = arr.T if trans_a else arr
+        x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+        if not np.all(np.isfinite(x)):
+            raise OnnxqError(f"activation '{name}' holds NaN/infinite values on the calibration data; "
+                             "reconstruction needs finite activations")
+        return x
+
+    def add(name: str, value: np.ndarray, ref: np.ndarray | None) -> None:
         for key in keys:
             if key[0] != name:
                 continue
-            x = arr.T if key[1] else arr
-            x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
-            if not np.all(np.isfinite(x)):
-                raise OnnxqError(f"activation '{name}' holds NaN/infinite values on the calibration data; "
-                                 "reconstruction needs finite activations")
+            x = rows_of(name, value, key[1])
             g = x.T @ x
             hs[key] = hs[key] + g if key in hs else g
+            if ref is not None:
+                c = x.T @ rows_of(name, ref, key[1])
+                cs[key] = cs[key] + c if key in cs else c
             rows[key] += x.shape[0]
 
     run_names = [n for n in names if n not in graph_inputs]
     runner = TensorRunner(_submodel(model, run_names), run_names, memory_mb=memory_mb) if run_names else None
+    ref_runner = (TensorRunner(_submodel(dense, run_names), run_names, memory_mb=memory_mb)
+                  if run_names and dense is not None else None)
     try:
         for feed in feeds:
             for n in names:
                 if n in graph_inputs:
-                    add(n, feed[n])
+                    add(n, feed[n], feed[n] if dense is not None else None)
             if runner is not None:
-                for n, v in runner.iterate(feed, run_names):
-                    add(n, v)
+                for group in runner.groups(run_names, feed):
+                    vals = runner.run(group, feed)
+                    refs = ref_runner.run(group, feed) if ref_runner is not None else [None] * len(group)
+                    for n, v, r in zip(group, vals, refs, strict=True):
+                        add(n, v, r)
+                    del vals, refs
             if tick:
                 tick(1)
     finally:
-        if runner is not None:
-            runner.close()
-    return hs, rows
+        for r in (runner, ref_runner):
+            if r is not None:
+                r.close()
+    return hs, cs, rows
 
 
 def _write(t: _Target, w_kn: np.ndarray) -> None:
@@ -342,9 +380,13 @@ def reconstruct_sparse(model: onnx.ModelProto, config: PruneConfig, rconfig: Rec
     preport = PruneReport(skipped=skipped)
     rreport = ReconstructReport(samples=len(feeds), waves=len(waves))
     results: dict[str, tuple[PrunedWeight, ReconstructedWeight]] = {}
+    dense = None
+    if rconfig.dense_target and len(waves) > 1:
+        dense = onnx.ModelProto()
+        dense.CopyFrom(model)
     for wave in waves:  # non-sequential: one wave, every H collected before any weight changes
-        hs, rows = _collect_hessians(out, [u for nm in wave for u in uses[nm]], feeds, rconfig.memory_mb,
-                                     tick)
+        hs, cs, rows = _collect_hessians(out, [u for nm in wave for u in uses[nm]], feeds, rconfig.memory_mb,
+                                         tick, dense if rconfig.dense_target and len(waves) > 1 else None)
         if not rreport.rows and rows:
             rreport.rows = next(iter(rows.values()))
         for name in wave:
@@ -352,14 +394,18 @@ def reconstruct_sparse(model: onnx.ModelProto, config: PruneConfig, rconfig: Rec
             keys = list(dict.fromkeys((u.tensor, u.trans_a) for u in uses[name]))
             h = sum(hs[key] for key in keys)
             w0 = np.asarray(decoded[name], np.float64)
-            w1, keep = sparsegpt_prune(w0, h, config.block, prune_blocks=counts[name], damp=rconfig.damp,
+            target = w0
+            if cs:  # the dense layer's outputs: W* = argmin |X W - X_dense W0|, then prune W* on H
+                target = dense_fit(h, sum(cs[key] for key in keys) @ w0, rconfig.damp)
+            w1, keep = sparsegpt_prune(target, h, config.block, prune_blocks=counts[name], damp=rconfig.damp,
                                        batch_rows=rconfig.batch_rows)
             mag_mask = np.repeat(np.repeat(keeps[name], bk, axis=0), bn, axis=1)
             sparsity = float(1.0 - keep.mean())
             results[name] = (
                 PrunedWeight(name, t.nodes, w0.shape, sparsity),
-                ReconstructedWeight(name, w0.shape, sparsity, relative_error(w0, np.where(mag_mask, w0, 0.0), h),
-                                    relative_error(w0, w1, h), int(np.sum(np.diag(h) <= 0))))
+                ReconstructedWeight(name, w0.shape, sparsity,
+                                    relative_error(target, np.where(mag_mask, w0, 0.0), h),
+                                    relative_error(target, w1, h), int(np.sum(np.diag(h) <= 0))))
             _write(t, w1)
     for name in targets:  # report in graph order
         preport.weights.append(results[name][0])

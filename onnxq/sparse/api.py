@@ -41,6 +41,7 @@ class SparsifyConfig:
     reconstruct: bool = False  # OBS / SparseGPT-style update of the kept weights from calibration data
     damp: float = 0.01  # reconstruction: share of the mean diagonal of X^T X added to its diagonal
     sequential: bool = True  # reconstruction: each layer sees the activations of the already-pruned earlier ones
+    dense_target: bool = True  # reconstruction, sequential: fit the dense model's layer outputs, not W on X_pruned
     batch_rows: int = 128  # reconstruction: lazy batch along K (mask chosen per batch, a multiple of the block K)
     calibration_max_samples: int | None = None  # use at most this many feeds (None: all)
     calibration_memory_mb: float = 1024.0  # activation bytes one onnxruntime run may return
@@ -107,7 +108,8 @@ def sparsify(model: onnx.ModelProto | str | os.PathLike[str], output_path: str |
 
                 progress = tqdm_progress
             pruned, result.prune, result.reconstruct = reconstruct_sparse(
-                m, pcfg, ReconstructConfig(cfg.damp, cfg.sequential, cfg.batch_rows, cfg.calibration_memory_mb),
+                m, pcfg, ReconstructConfig(cfg.damp, cfg.sequential, cfg.batch_rows, cfg.calibration_memory_mb,
+                                     cfg.dense_target),
                 feeds, progress)
         else:
             pruned, result.prune = prune_blocks(m, pcfg)

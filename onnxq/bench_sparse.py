@@ -37,7 +37,7 @@ from onnxq.sparse.api import SparsifyConfig, sparsify
 from onnxq.testing import qdq_matmul_model
 
 SPARSITIES = (0.7, 0.8, 0.9, 0.95)
-VARIANTS = ("ort-int8-dense", "onnxq-dense", "onnxq-sparse", "deepsparse", "deepsparse-fp32")
+VARIANTS = ("ort-int8-dense", "onnxq-dense", "onnxq-sparse", "deepsparse", "deepsparse-fp32", "deepsparse-pt")
 SHAPES = ((128, 768, 768), (128, 768, 3072), (128, 3072, 768), (512, 768, 768))
 
 
@@ -51,6 +51,7 @@ class SparseBenchConfig:
     min_pass_seconds: float = 0.02
     deepsparse_python: str | None = None  # a python with deepsparse==1.8.0 installed
     deepsparse_fp32: bool = True  # with deepsparse_python: also DeepSparse's FP32 path on the same pruned weights
+    deepsparse_per_tensor: bool = False  # and DeepSparse INT8 on the weights requantized per tensor (same zeros)
 
 
 @dataclass
@@ -111,10 +112,11 @@ def _deepsparse_workers(cfg: SparseBenchConfig, dense: onnx.ModelProto, x: np.nd
     workers: dict[str, DeepSparseWorker] = {}
     details: dict[str, dict[str, Any]] = {}
     m, k = x.shape[1], x.shape[2]
-    for variant, form in (("deepsparse", "int8"), ("deepsparse-fp32", "fp32")):
-        if form == "fp32" and not cfg.deepsparse_fp32:
+    for variant, form in (("deepsparse", "int8"), ("deepsparse-pt", "int8"), ("deepsparse-fp32", "fp32")):
+        if (variant == "deepsparse-fp32" and not cfg.deepsparse_fp32) or \
+                (variant == "deepsparse-pt" and not cfg.deepsparse_per_tensor):
             continue
-        model, info = deepsparse_form(dense, form, {"x": [1, m, k]})
+        model, info = deepsparse_form(dense, form, {"x": [1, m, k]}, per_tensor_weights=variant == "deepsparse-pt")
         try:
             w = DeepSparseWorker(cfg.deepsparse_python, model, [x], threads, cfg.min_pass_seconds, cfg.reps)
         except OnnxqError as e:
@@ -184,6 +186,7 @@ def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | N
                         w.close()
                 notes = {"onnxq-sparse": "bit-identical to onnxq-dense" if agree else "DIFFERS",
                          "deepsparse": "separate process (own virtualenv)",
+                         "deepsparse-pt": "separate process; weights requantized per tensor (same zeros)",
                          "deepsparse-fp32": "separate process (own virtualenv)"}
                 for v, ts in times.items():
                     med = statistics.median(ts)
@@ -250,7 +253,7 @@ def markdown(report: SparseReport) -> str:
             lines.append(f"| {row['sparsity']:.0%} | {row['peer']} | " + " | ".join(
                 f"{row[c][0]:.2f}–{row[c][1]:.2f}{'×' if 'ratio' in c else ''}"
                 for c in ("ratio_of_medians", "paired_ratio", "ratio_of_mins", "onnxq_tops", "peer_tops")) + " |")
-    for v in ("deepsparse", "deepsparse-fp32"):
+    for v in ("deepsparse", "deepsparse-pt", "deepsparse-fp32"):
         rs = [r for r in report.results if r.variant == v]
         ok = [r for r in rs if r.detail]
         if ok:
@@ -267,7 +270,7 @@ def deepsparse_summary(report: SparseReport) -> list[dict[str, Any]]:
     """Per sparsity and DeepSparse variant: (min, max) over shapes/threads of the onnxq-sparse speed-up, three ways."""
     idx = {(r.variant, r.m, r.k, r.n, r.sparsity, r.threads): r for r in report.results}
     out = []
-    for peer in ("deepsparse", "deepsparse-fp32"):
+    for peer in ("deepsparse", "deepsparse-pt", "deepsparse-fp32"):
         for sp in sorted({r.sparsity for r in report.results}):
             cols: dict[str, list[float]] = {c: [] for c in ("ratio_of_medians", "paired_ratio", "ratio_of_mins",
                                                            "onnxq_tops", "peer_tops")}
@@ -303,7 +306,7 @@ def write_outputs(report: SparseReport, out_dir: Path, stem: str = "bench_sparse
     except ImportError:
         return paths
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for v, style in zip(VARIANTS, ("s--", "^--", "o-", "d-", "v:"), strict=True):
+    for v, style in zip(VARIANTS, ("s--", "^--", "o-", "d-", "v:", "d:"), strict=True):
         rs = [r for r in report.results if r.variant == v and r.threads == min(report.config["threads"]) and
               r.tops == r.tops]
         if not rs:

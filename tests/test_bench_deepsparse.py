@@ -115,3 +115,19 @@ def test_activation_matmul_becomes_matmulinteger(fmt: str) -> None:
     m, info = deepsparse_form(model, "int8", {k: v.shape for k, v in feeds.items()})
     assert info["matmuls_converted"] == 1 and "MatMulInteger" in info["ops"] and "MatMul" not in info["ops"]
     np.testing.assert_allclose(_run(m, feeds), _run(model, feeds), rtol=1e-6, atol=1e-6)
+
+
+def test_per_tensor_weights_keep_the_zero_pattern() -> None:
+    dense, _ = pruned_models(64, 48, 0.8)
+    x = np.random.default_rng(4).standard_normal((1, 8, 64)).astype(np.float32)
+    exact, _ = deepsparse_form(dense, "int8", {"x": [1, 8, 64]})
+    pt, info = deepsparse_form(dense, "int8", {"x": [1, 8, 64]}, per_tensor_weights=True)
+
+    def weight(m: onnx.ModelProto) -> np.ndarray:
+        return next(onnx.numpy_helper.to_array(i) for i in m.graph.initializer if len(i.dims) == 2)
+
+    np.testing.assert_array_equal(weight(pt) == 128, weight(exact) == 128)
+    rescale = next(onnx.numpy_helper.to_array(i) for i in pt.graph.initializer if i.name.endswith(".rescale"))
+    assert rescale.shape == ()
+    ref = _run(dense, {"x": x})
+    assert np.abs(_run(pt, {"x": x}) - ref).max() < 0.05 * np.abs(ref).max()

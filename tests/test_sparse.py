@@ -111,9 +111,11 @@ def test_onnx_function_expands_on_stock_onnxruntime(kind, sparsity):
 # ------------------------------------------------------------------------------------------------ kernels
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (7, 4, 70), (200, 768, 40), (3, 12, 5)])
+@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (7, 4, 70), (200, 768, 40), (3, 12, 5),
+                                   (16, 40, 17), (17, 8, 19), (33, 40, 24), (64, 16, 20), (65, 12, 9)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.95, 1.0])
 def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
+    # m covers every token tile (16 / 32 / 64 / 128 tokens, chosen from M) and its edges
     rng = np.random.default_rng(m + k + n)
     w = _random_block_sparse(k, n, 4, 1, sparsity, seed=m)
     bs = fmt.from_dense(w, 4, 1)

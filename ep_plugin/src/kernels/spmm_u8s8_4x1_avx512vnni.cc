@@ -1,8 +1,8 @@
 // Block-sparse (4 x 1) u8 x s8 GEMM with AVX512-VNNI, tokens as SIMD lanes.
 //
-// Activations are repacked once per call into token tiles [K/4][128 tokens][4 K]. For one output column and one
-// token tile, each kept 4 x 1 block is a single 32-bit broadcast (its 4 int8 weights) multiplied into 8 zmm
-// accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
+// Activations are repacked once per call into token tiles [K/4][128 tokens][4 K] (16, 32 or 64 tokens when M is
+// that small: SpmmTokenTile). For one output column and one token tile, each kept 4 x 1 block is a single 32-bit
+// broadcast (its 4 int8 weights) multiplied into 8 zmm accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
 // vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck). K is walked in chunks of
 // B.chunk_groups groups (48..192, chosen per weight from its density: SpmmChunkGroups) so the activations a
 // column's blocks touch stay in L1 / near L2; int32 sums carry across chunks. The 128 results of a
@@ -18,33 +18,35 @@
 namespace onnxq::kernels {
 
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
-  const int64_t tiles = (M + kSpmmTokens - 1) / kSpmmTokens, groups = K / 4;
+  const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
   for (int64_t t = 0; t < tiles; ++t) {
-    uint8_t* tile = out + t * groups * kSpmmTokens * 4;
-    for (int64_t tok0 = 0; tok0 < kSpmmTokens; tok0 += 16) {
-      const int64_t m0 = t * kSpmmTokens + tok0;
+    uint8_t* tile = out + t * groups * T * 4;
+    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
+      const int64_t m0 = t * T + tok0;
       const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
       int64_t g0 = 0;
       for (; g0 + 16 <= groups && valid == 16; g0 += 16) {
         __m512i r[16];
         for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(A + (m0 + i) * lda + g0 * 4);
         Transpose16x16(r);  // r[j]: group g0 + j for 16 tokens
-        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + (g0 + j) * kSpmmTokens * 4 + tok0 * 4, r[j]);
+        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + (g0 + j) * T * 4 + tok0 * 4, r[j]);
       }
       for (int64_t g = g0; g < groups; ++g)  // K tail / token tail: 32-bit copies, pad tokens zero
         for (int64_t i = 0; i < 16; ++i) {
           int32_t v = 0;
           if (i < valid) std::memcpy(&v, A + (m0 + i) * lda + g * 4, 4);
-          std::memcpy(tile + g * kSpmmTokens * 4 + (tok0 + i) * 4, &v, 4);
+          std::memcpy(tile + g * T * 4 + (tok0 + i) * 4, &v, 4);
         }
     }
   }
 }
 
-void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, int64_t n_end) {
+namespace {
+
+template <int V>  // accumulators per column: a token tile of 16 * V tokens
+void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, int64_t n_end) {
   const BlockSparseS8& B = *a.B;
-  constexpr int64_t T = kSpmmTokens;
-  constexpr int V = T / 16;  // accumulators per column
+  constexpr int64_t T = 16 * V;
   const int64_t groups = B.K / 4, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
   const __m512i za = _mm512_set1_epi32(a.a_zero_point);
   thread_local std::vector<float> scratch;  // [ncols][T] results
@@ -88,6 +90,17 @@ void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int
     }
     const int64_t rows = a.M - t * T < T ? a.M - t * T : T;
     StoreColumnMajorAsRows(scratch.data(), T, ncols, rows, a.C + t * T * a.ldc + n_begin, a.ldc);
+  }
+}
+
+}  // namespace
+
+void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, int64_t n_end) {
+  switch (SpmmTokenTile(a.M)) {  // must match the tile PackTokensU8Avx512 used for this M
+    case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
+    case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);
+    case 64: return Spmm4x1<4>(a, a_packed, n_begin, n_end);
+    default: return Spmm4x1<8>(a, a_packed, n_begin, n_end);
   }
 }
 

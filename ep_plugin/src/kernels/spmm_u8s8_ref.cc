@@ -101,16 +101,17 @@ void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
 }
 
 size_t PackedTokensSize(int64_t M, int64_t K) {
-  return static_cast<size_t>((M + kSpmmTokens - 1) / kSpmmTokens * (K / 4) * kSpmmTokens * 4);
+  const int64_t T = SpmmTokenTile(M);
+  return static_cast<size_t>((M + T - 1) / T * (K / 4) * T * 4);
 }
 
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
-  const int64_t tiles = (M + kSpmmTokens - 1) / kSpmmTokens, groups = K / 4;
+  const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t g = 0; g < groups; ++g) {
-      uint8_t* dst = out + (t * groups + g) * kSpmmTokens * 4;
-      for (int64_t i = 0; i < kSpmmTokens; ++i) {
-        const int64_t m = t * kSpmmTokens + i;
+      uint8_t* dst = out + (t * groups + g) * T * 4;
+      for (int64_t i = 0; i < T; ++i) {
+        const int64_t m = t * T + i;
         for (int j = 0; j < 4; ++j) dst[i * 4 + j] = m < M ? A[m * lda + g * 4 + j] : 0;
       }
     }

@@ -327,7 +327,8 @@ def test_cli_sparsify_round_trip(tmp_path):
     assert main(["sparsify", str(src), "-o", str(tmp_path / "y.onnx"), "--sparsity", "1.5"]) == 1
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (200, 768, 40), (3, 200, 5)])
+@pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (200, 768, 40), (3, 200, 5), (17, 8, 19),
+                                   (33, 40, 24), (64, 16, 20), (65, 12, 9)])  # every token tile (16/32/64/128)
 @pytest.mark.parametrize("fp8", ["e4m3fn", "e5m2"])
 def test_sparse_fp8_kernel_against_float64(m, k, n, fp8):
     dt = ml_dtypes.float8_e4m3fn if fp8 == "e4m3fn" else ml_dtypes.float8_e5m2

@@ -9,9 +9,9 @@
 
 namespace onnxq::kernels {
 
-// [tiles][K/2 pairs][128 tokens][2 bf16]: 16 x 16 transposes of 32-bit pairs, pad tokens zero.
+// [tiles][K/2 pairs][T tokens][2 bf16] (T = SpmmBf16TokenTile(M)): 16 x 16 transposes of 32-bit pairs, pad tokens zero.
 void PackTokensBf16Avx512(const uint16_t* A, int64_t M, int64_t K, uint16_t* out) {
-  constexpr int64_t T = kSpmmBf16Tokens;
+  const int64_t T = SpmmBf16TokenTile(M);
   const int64_t tiles = (M + T - 1) / T, pairs = K / 2;
   for (int64_t t = 0; t < tiles; ++t) {
     uint16_t* tile = out + t * pairs * T * 2;
@@ -35,10 +35,12 @@ void PackTokensBf16Avx512(const uint16_t* A, int64_t M, int64_t K, uint16_t* out
   }
 }
 
-void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
+namespace {
+
+template <int V>  // accumulators per column: a token tile of 16 * V tokens
+void Spmm4x1(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
   const BlockSparseBf16& B = *a.B;
-  constexpr int64_t T = kSpmmBf16Tokens;
-  constexpr int V = T / 16;
+  constexpr int64_t T = 16 * V;
   const int64_t pairs = B.K / 2, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
   thread_local std::vector<float> scratch;  // [ncols][T], also the partial sums between K chunks
   if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.resize(static_cast<size_t>(ncols * T));
@@ -76,6 +78,17 @@ void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_
     }
     const int64_t rows = a.M - t * T < T ? a.M - t * T : T;
     StoreColumnMajorAsRows(scratch.data(), T, ncols, rows, a.C + t * T * a.ldc + n_begin, a.ldc);
+  }
+}
+
+}  // namespace
+
+void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
+  switch (SpmmBf16TokenTile(a.M)) {  // must match the tile PackTokensBf16Avx512 used for this M
+    case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
+    case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);
+    case 64: return Spmm4x1<4>(a, a_packed, n_begin, n_end);
+    default: return Spmm4x1<8>(a, a_packed, n_begin, n_end);
   }
 }
 

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 import onnxq
 import onnxq.ep as ep
 from onnxq.errors import OnnxqError
-from onnxq.passes.reconstruct_sparse import relative_error, sparsegpt_prune
+from onnxq.passes.reconstruct_sparse import dense_fit, relative_error, sparsegpt_prune
 from onnxq.sparse import format as fmt
 from onnxq.testing import int8_qdq_static
 
@@ -80,6 +80,16 @@ def test_obs_update_equals_least_squares_for_one_pruned_block():
     # the layer's output error is the least-squares optimum, far below zeroing the block alone
     zeroed = np.where(np.repeat(keep, 4, axis=0), w, 0.0)
     assert relative_error(w, w1, h) < 0.5 * relative_error(w, zeroed, h)
+
+
+def test_dense_fit():
+    rng = np.random.default_rng(3)
+    xd = rng.standard_normal((80, 10))
+    x = xd + 0.3 * rng.standard_normal((80, 10))  # the pruned model's version of the same rows
+    w0 = rng.standard_normal((10, 4))
+    np.testing.assert_array_equal(dense_fit(xd.T @ xd, xd.T @ xd, w0, 0.01), w0)  # same inputs: W0 itself
+    ls = np.linalg.lstsq(x, xd @ w0, rcond=None)[0]
+    np.testing.assert_allclose(dense_fit(x.T @ x, x.T @ xd, w0, 0.0), ls, rtol=1e-9, atol=1e-9)
 
 
 def test_selection_is_block_structured_and_exact_per_layer():

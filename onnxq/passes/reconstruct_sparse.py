@@ -18,11 +18,11 @@ Sequential mode (the default) collects a layer's H from the model whose earlier 
 reconstructed, in waves: every weight whose input no longer depends on an unprocessed weight is handled in the
 same pass over the data (Q, K and V of an attention block share one pass). Each wave runs only the part of the
 graph its inputs need. With ``dense_target`` (the default) the layer is fitted to the dense model's outputs of
-that layer, X_dense W0, rather than to X W0 on its own (pruned-model) inputs as SparseGPT does: the wave also runs
-the dense model and accumulates C = X^T X_dense, the unconstrained fit W* = H^-1 C W0 is computed (damped), and
-W* is pruned with the same OBS procedure (|X W' - X_dense W0|^2 = |X (W' - W*)|^2 + a constant), so each layer
-also corrects the error of the layers before it. Non-sequential mode collects every H from the dense model in one
-pass.
+that layer, X_dense W0, rather than to X W0 on its own (pruned-model) inputs as SparseGPT does: the wave also
+runs the dense model and accumulates C = X^T X_dense; the unconstrained fit W* = W0 + (H + lam I)^-1 (C - H) W0
+(damped towards W0) is pruned with the same OBS procedure, since |X W' - X_dense W0|^2 = |X (W' - W*)|^2 + a
+constant. So each layer also corrects the error of the layers before it. Non-sequential mode collects every H
+from the dense model in one pass.
 
 Only float (fp32 / fp16) weights are reconstructed; quantized weights are refused (reconstruct, then quantize).
 """
@@ -107,16 +107,19 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
                          "(for example 0.05)") from e
 
 
-def dense_fit(h: np.ndarray, b: np.ndarray, damp: float) -> np.ndarray:
-    """argmin_W |X W - Y|^2 from H = X^T X and B = X^T Y, with the same damping and dead inputs as the pruning."""
+def dense_fit(h: np.ndarray, c: np.ndarray, w0: np.ndarray, damp: float) -> np.ndarray:
+    """argmin_W |X W - X_d W0|^2 + lam |W - W0|^2 from H = X^T X and C = X^T X_d: the damping pulls towards W0
+    (not towards 0), so W* = W0 exactly when X = X_d. Dead inputs as in the pruning."""
     h = np.array(h, np.float64)
     diag = np.diag(h).copy()
     dead = diag <= 0
     if dead.all():
-        return np.zeros_like(b)
+        return np.zeros_like(w0)
+    r = (c - h) @ w0
     h[dead, dead] = 1.0
-    h[np.diag_indices(len(h))] += damp * float(np.mean(diag[~dead])) if damp > 0 else 0.0
-    w = np.linalg.solve(h, b)
+    if damp > 0:
+        h[np.diag_indices(len(h))] += damp * float(np.mean(diag[~dead]))
+    w = w0 + np.linalg.solve(h, r)
     w[dead] = 0.0
     return w
 
@@ -396,7 +399,7 @@ def reconstruct_sparse(model: onnx.ModelProto, config: PruneConfig, rconfig: Rec
             w0 = np.asarray(decoded[name], np.float64)
             target = w0
             if cs:  # the dense layer's outputs: W* = argmin |X W - X_dense W0|, then prune W* on H
-                target = dense_fit(h, sum(cs[key] for key in keys) @ w0, rconfig.damp)
+                target = dense_fit(h, sum(cs[key] for key in keys), w0, rconfig.damp)
             w1, keep = sparsegpt_prune(target, h, config.block, prune_blocks=counts[name], damp=rconfig.damp,
                                        batch_rows=rconfig.batch_rows)
             mag_mask = np.repeat(np.repeat(keeps[name], bk, axis=0), bn, axis=1)

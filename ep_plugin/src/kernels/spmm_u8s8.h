@@ -26,6 +26,10 @@ struct BlockSparseS8 {
   std::vector<int32_t> chunk_ptr;
   int64_t chunks = 0;
   int64_t chunk_groups = 0;
+  // 4 x 1 only: the blocks again, per group of 16 columns, as steps of 16 lanes (lane j = column 16g + j, its s-th
+  // block), padded with zero blocks to the group's longest column: ell_w = 4 weights as one int32, ell_off = byte
+  // offset of the block's 4 K in an activation row. ell_ptr[g] = first step of group g. Small-M kernel only.
+  std::vector<int32_t> ell_w, ell_off, ell_ptr;
   int64_t nnzb() const { return static_cast<int64_t>(block_rows.size()); }
 };
 
@@ -62,9 +66,13 @@ inline int64_t SpmmTokenTile(int64_t M) { return M <= 16 ? 16 : M <= 32 ? 32 : M
 // K groups per chunk for a weight with K/4 block rows and nnzb kept blocks over n columns. ONNXQ_SPMM_CHUNK_GROUPS
 // overrides it (benchmarks).
 int64_t SpmmChunkGroups(int64_t block_rows, int64_t nnzb, int64_t n);
+// M <= kSpmmGemvMaxM: SpmmU8S8_4x1_Avx512Vnni reads A directly (blocks as lanes, activations gathered), nothing is
+// packed and PackedTokensSize is 0.
+constexpr int64_t kSpmmGemvMaxM = 1;  // measured: at M = 2 the 16-token tile is as fast
 size_t PackedTokensSize(int64_t M, int64_t K);
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);  // same bytes
 void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& args, const uint8_t* a_packed, int64_t n_begin, int64_t n_end);
+void SpmmU8S8_4x1_Gemv_Avx512Vnni(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);  // any M; fast for tiny M
 
 }  // namespace onnxq::kernels

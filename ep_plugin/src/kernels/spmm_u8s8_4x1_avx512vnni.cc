@@ -18,6 +18,7 @@
 namespace onnxq::kernels {
 
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
+  if (M <= kSpmmGemvMaxM) return;  // read directly by the small-M kernel
   const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
   for (int64_t t = 0; t < tiles; ++t) {
     uint8_t* tile = out + t * groups * T * 4;
@@ -96,6 +97,7 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
 }  // namespace
 
 void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, int64_t n_end) {
+  if (a.M <= kSpmmGemvMaxM) return SpmmU8S8_4x1_Gemv_Avx512Vnni(a, n_begin, n_end);
   switch (SpmmTokenTile(a.M)) {  // must match the tile PackTokensU8Avx512 used for this M
     case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
     case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);

@@ -1,6 +1,7 @@
 // Scalar reference for the block-sparse u8 x s8 family, validation, and the token repacking (plain C++).
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -53,6 +54,26 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
       s.chunk_ptr[c * (ncol + 1) + j] = i;
     }
   }
+  if (bk == 4 && bn == 1) {  // the small-M layout (see BlockSparseS8::ell_w)
+    const int64_t groups = (N + 15) / 16;
+    s.ell_ptr.assign(static_cast<size_t>(groups + 1), 0);
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t steps = 0;
+      for (int64_t j = 16 * g; j < std::min<int64_t>(N, 16 * g + 16); ++j)
+        steps = std::max(steps, s.col_ptr[j + 1] - s.col_ptr[j]);
+      s.ell_ptr[g + 1] = s.ell_ptr[g] + steps;
+    }
+    s.ell_w.assign(static_cast<size_t>(s.ell_ptr[groups]) * 16, 0);
+    s.ell_off.assign(static_cast<size_t>(s.ell_ptr[groups]) * 16, 0);
+    for (int64_t j = 0; j < N; ++j) {
+      const int64_t g = j / 16, lane = j % 16;
+      for (int32_t i = s.col_ptr[j]; i < s.col_ptr[j + 1]; ++i) {
+        const size_t at = static_cast<size_t>((s.ell_ptr[g] + (i - s.col_ptr[j])) * 16 + lane);
+        std::memcpy(&s.ell_w[at], s.values.data() + 4 * static_cast<size_t>(i), 4);
+        s.ell_off[at] = s.block_rows[i] * 4;
+      }
+    }
+  }
   s.col_sum.assign(static_cast<size_t>(N), 0);
   for (int64_t j = 0; j < N / bn; ++j)
     for (int32_t i = s.col_ptr[j]; i < s.col_ptr[j + 1]; ++i)
@@ -101,11 +122,13 @@ void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
 }
 
 size_t PackedTokensSize(int64_t M, int64_t K) {
+  if (M <= kSpmmGemvMaxM) return 0;
   const int64_t T = SpmmTokenTile(M);
   return static_cast<size_t>((M + T - 1) / T * (K / 4) * T * 4);
 }
 
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
+  if (M <= kSpmmGemvMaxM) return;  // read directly by the small-M kernel
   const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t g = 0; g < groups; ++g) {

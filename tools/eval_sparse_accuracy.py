@@ -11,11 +11,12 @@ Same models, data split and metrics as tools/eval_real_models.py (its helpers ar
 against FP32 = mean / min sentence-embedding cosine, Lee document-similarity Pearson r, sentiment-probe
 accuracy (a logistic regression trained on FP32 embeddings of 2000 other tweets).
 
-Per model and sparsity (4x1 blocks, per-layer): ``magnitude`` (block L1 pruning), ``reconstruct`` (sequential,
-the default), ``reconstruct one-pass`` (``--one-pass``: every layer's inputs from the dense model; with
-``--one-pass-rows``), and at ``--int8-at`` sparsities each pruned float model quantized to INT8 afterwards
-(``onnxq quantize`` recipe ``int8``, the same calibration data). Packing is lossless (tested), so the dense-stored
-pruned models are what is evaluated. Writes docs/sparsity-accuracy.md and .json (``--out``).
+Per model and sparsity (4x1 blocks, per-layer): ``magnitude`` (block L1 pruning), ``reconstruct`` (the defaults:
+sequential, dense-output target), ``reconstruct layer-target`` (``--layer-target``), ``reconstruct one-pass``
+(``--one-pass``: every layer's inputs from the dense model), and at ``--int8-at`` sparsities each pruned float
+model quantized to INT8 afterwards (``onnxq quantize`` recipe ``int8``, the same calibration data). Packing is
+lossless (tested), so the dense-stored pruned models are what is evaluated. Writes docs/sparsity-accuracy.md and
+.json (``--out``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def variant_rows(name: str, fp32: Path, cache: Path, feeds, sparsities: list[float], int8_at: list[float],
-                 one_pass: list[float], layer_target: list[float], skip: set[str], evaluate,
-                 checkpoint) -> list[dict]:  # type: ignore[no-untyped-def]
+                 one_pass: list[float], layer_target: list[float], skip: set[str], reconstruct_feeds: int,
+                 evaluate, checkpoint) -> list[dict]:  # type: ignore[no-untyped-def]
     import onnxq
 
     rows: list[dict] = []
@@ -52,17 +53,20 @@ def variant_rows(name: str, fp32: Path, cache: Path, feeds, sparsities: list[flo
         for kind, extra in kinds:
             if kind in skip:
                 continue
-            label = f"{kind} {s:.0%}"
+            label = f"{kind} {s:.0%}" + (f" ({reconstruct_feeds} calibration feeds)"
+                                         if reconstruct_feeds and kind != "magnitude" else "")
             dst = cache / f"{name}.sparse{int(round(s * 100))}.{kind.replace(' ', '_')}.onnx"
             row: dict = {"variant": label, "sparsity": s, "method": kind}
             t = time.perf_counter()
             cfg = onnxq.SparsifyConfig(sparsity=s, pack=False, progress=True, **extra)
-            res = onnxq.sparsify(fp32, dst, cfg, data=feeds if cfg.reconstruct else None)
+            rfeeds = feeds[:reconstruct_feeds] if reconstruct_feeds else feeds
+            res = onnxq.sparsify(fp32, dst, cfg, data=rfeeds if cfg.reconstruct else None)
             row["prune_s"] = round(time.perf_counter() - t, 1)
             row["weights"] = len(res.prune.weights)
             row["overall_sparsity"] = res.prune.overall_sparsity
             if res.reconstruct:
                 r = res.reconstruct
+                row["calib_feeds"] = r.samples
                 row["calib_err_magnitude"] = float(np.mean([w.error_magnitude for w in r.weights]))
                 row["calib_err_reconstructed"] = float(np.mean([w.error for w in r.weights]))
                 row["waves"] = r.waves
@@ -112,7 +116,7 @@ def evaluate_model(name: str, src_dir: Path, cache: Path, data, args, checkpoint
                 "probe_acc": float(probe.score(np.nan_to_num(test), data["test_label"]))}
 
     rows = [base] + variant_rows(name, fp32, cache, feeds, args.sparsity, args.int8_at, args.one_pass,
-                                 args.layer_target, set(args.skip), evaluate,
+                                 args.layer_target, set(args.skip), args.reconstruct_feeds, evaluate,
                                  lambda rs: checkpoint({"model": name, "rows": [base, *rs]}))
     tokens = int(sum(f["attention_mask"].size for f in feeds))
     return {"model": name, "onnx": str(fp32), "calib_feeds": len(feeds), "calib_rows": tokens, "rows": rows}
@@ -123,6 +127,7 @@ def _f(v, nd: int = 4) -> str:  # type: ignore[no-untyped-def]
 
 
 def markdown(results: list[dict], meta: dict) -> str:
+    results = sorted(results, key=lambda r: r["model"])
     lines = [
         "# Block pruning on real models: magnitude vs reconstruction",
         "",
@@ -142,14 +147,33 @@ def markdown(results: list[dict], meta: dict) -> str:
         "",
         "All MatMul weights with ≥ 4096 values are pruned in 4×1 blocks to the same per-layer sparsity by both "
         "methods (`onnxq sparsify` defaults; the word-embedding table is a Gather, not pruned). **magnitude**: "
-        "blocks with the smallest L1 norm zeroed. **reconstruct**: `--reconstruct` (OBS / SparseGPT-style, "
-        "sequential: each layer's X^T X from the already-pruned model; damp 0.01). **one-pass**: `--one-pass` "
-        "(all X^T X from the dense model). **+ INT8**: that pruned float model then quantized with `onnxq quantize "
+        "blocks with the smallest L1 norm zeroed. **reconstruct**: `--reconstruct` with its defaults (OBS / "
+        "SparseGPT-style, sequential: each layer's X^T X from the already-pruned model, fitted to the dense "
+        "model's outputs of that layer; damp 0.01). **layer-target**: `--layer-target` (SparseGPT's own target: "
+        "the layer's dense weights on the pruned inputs). **one-pass**: `--one-pass` (all X^T X from the dense "
+        "model in one pass). **+ INT8**: that pruned float model then quantized with `onnxq quantize "
         "--format int8` on the same calibration data. **calib err**: mean over layers of |X(W − W')|² / |XW|² on "
         "the calibration rows (magnitude → reconstructed). **time**: pruning (+ reconstruction) or quantization "
         "seconds on this 2-core machine, shared with other jobs.",
         "",
     ]
+    lines += ["## Summary: mean cosine to FP32 on the held-out tweets", "",
+              "| model | sparsity | magnitude | reconstruct (default) | layer-target | one-pass | magnitude + INT8 "
+              "| reconstruct + INT8 |", "|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        for sp in sorted({r["sparsity"] for r in res["rows"] if r["sparsity"] > 0}):
+            by: dict[str, str] = {}
+            for r in res["rows"]:
+                if r["sparsity"] == sp:
+                    key = r["method"] + (" (part)" if r.get("calib_feeds", 0) and "(" in r["variant"] else "")
+                    by.setdefault(key, "")
+                    by[key] += (" / " if by[key] else "") + _f(r.get("mean_cos"), 3) + (
+                        "*" if "(" in r["variant"] else "")
+            lines.append(f"| {res['model']} | {sp:.0%} | " + " | ".join(
+                by.get(k, "—") or "—" for k in ("magnitude", "reconstruct", "reconstruct layer-target",
+                                                "reconstruct one-pass", "magnitude + int8", "reconstruct + int8"))
+                + " |")
+    lines += ["", "\\* reconstructed from fewer calibration feeds (see the model's table).", ""]
     for res in results:
         lines += [f"## {res['model']}", "",
                   f"Calibration: {res['calib_feeds']} feeds, {res['calib_rows']} token rows (padding included).", "",
@@ -160,7 +184,7 @@ def markdown(results: list[dict], meta: dict) -> str:
             if "calib_err_magnitude" in r:
                 ce = f"{r['calib_err_magnitude']:.3f} → {r['calib_err_reconstructed']:.3f}"
             lines.append(f"| {r['variant']} | {_f(r.get('mean_cos'), 5)} | {_f(r.get('min_cos'))} | "
-                         f"{_f(r.get('lee_pearson'))} | {_f(r.get('probe_acc'))} | {ce} | {_f(r.get('prune_s'))} |")
+                         f"{_f(r.get('lee_pearson'))} | {_f(r.get('probe_acc'))} | {ce} | {_f(r.get('prune_s'), 1)} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -174,6 +198,8 @@ def main() -> None:
     ap.add_argument("--layer-target", nargs="*", type=float, default=[],
                     help="sparsities also reconstructed with dense_target=False (SparseGPT's per-layer target)")
     ap.add_argument("--skip", nargs="*", default=[], help="methods to leave out (magnitude, reconstruct, ...)")
+    ap.add_argument("--reconstruct-feeds", type=int, default=0,
+                    help="reconstruct from the first N calibration feeds only (the tweet batches come first)")
     ap.add_argument("--merge-rows", action="store_true",
                     help="with --merge: add these rows to the model's existing rows (replacing same-named ones)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "onnxq" / "real_models"))

@@ -112,7 +112,8 @@ def test_onnx_function_expands_on_stock_onnxruntime(kind, sparsity):
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 4, 1), (5, 8, 3), (129, 64, 33), (7, 4, 70), (200, 768, 40), (3, 12, 5),
-                                   (16, 40, 17), (17, 8, 19), (33, 40, 24), (64, 16, 20), (65, 12, 9), (2, 36, 40), (1, 100, 37)])
+                                   (16, 40, 17), (17, 8, 19), (33, 40, 24), (64, 16, 20), (65, 12, 9), (2, 36, 40),
+                                   (1, 100, 37)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.95, 1.0])
 def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
     # m covers every token tile (16 / 32 / 64 / 128 tokens, chosen from M) and its edges

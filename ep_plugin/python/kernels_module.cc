@@ -246,9 +246,9 @@ class PackedSpmmU8S8 {
     if (bias) bias_.assign(bias->data(), bias->data() + N);
   }
   void Run(const SpmmU8S8Args& args, const uint8_t* a, int64_t M) {
-    std::vector<uint8_t> packed;
+    AlignedBuffer<uint8_t> packed;  // as the EP node: 64-byte aligned token tiles
     if (kernel_ == "avx512vnni") {
-      packed.resize(PackedTokensSize(M, sparse_.K));
+      packed.EnsureSize(PackedTokensSize(M, sparse_.K));
       PackTokensU8Avx512(a, M, sparse_.K, sparse_.K, packed.data());
     }
     const int64_t N = sparse_.N, bn = sparse_.bn;
@@ -333,10 +333,10 @@ class PackedSpmmBf16 {
     args.bias = bias_.empty() ? nullptr : bias_.data();
     args.C = c.mutable_data();
     args.ldc = N;
-    std::vector<uint16_t> packed;
+    AlignedBuffer<uint16_t> packed;  // as the EP node: 64-byte aligned token tiles
     py::gil_scoped_release release;
     if (kernel_ == "avx512bf16") {
-      packed.resize(PackedTokensBf16Size(M, sparse_.K));
+      packed.EnsureSize(PackedTokensBf16Size(M, sparse_.K));
       PackTokensBf16Avx512(a.data(), M, sparse_.K, packed.data());
     }
     const int threads = pool_.num_threads();

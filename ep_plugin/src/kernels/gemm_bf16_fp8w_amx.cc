@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/amx.h"
 #include "kernels/fp8_widen_avx512.h"
 #include "kernels/gemm_bf16_fp8w.h"
@@ -41,8 +42,8 @@ void ComputeAmx(const GemmBf16Fp8Args& a, int64_t m_begin, int64_t m_end, int64_
   _tile_loadconfig(&config);
   const Tables t = LoadTables(B.format);
   const int64_t pairs = B.k_padded / 2, kblocks = pairs / 16;
-  thread_local std::vector<uint16_t> scratch;
-  if (scratch.size() < static_cast<size_t>(pairs * 128)) scratch.resize(static_cast<size_t>(pairs * 128));
+  thread_local AlignedBuffer<uint16_t> scratch;  // the widened panel: aligned 64-byte tile rows
+  if (scratch.size() < static_cast<size_t>(pairs * 128)) scratch.EnsureSize(static_cast<size_t>(pairs * 128));
   alignas(64) float acc[32 * 32];
   for (int64_t panel = n_begin / 64; panel * 64 < n_end; ++panel) {
     const uint8_t* pf = B.data.data() + panel * pairs * 128;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/fp8_widen_avx512.h"
 #include "kernels/gemm_bf16_fp8w.h"
 
@@ -131,8 +132,8 @@ void ComputeAvx512(const GemmBf16Fp8Args& a, int64_t m_begin, int64_t m_end, int
   const Tables t = LoadTables(B.format);
   const int64_t pairs = B.k_padded / 2;
   const bool reuse = m_end - m_begin > kMR;  // several row tiles: widen each panel once
-  thread_local std::vector<uint16_t> scratch;
-  if (reuse && scratch.size() < static_cast<size_t>(pairs * 128)) scratch.resize(static_cast<size_t>(pairs * 128));
+  thread_local AlignedBuffer<uint16_t> scratch;  // the widened panel: aligned, its zmm loads never split lines
+  if (reuse && scratch.size() < static_cast<size_t>(pairs * 128)) scratch.EnsureSize(static_cast<size_t>(pairs * 128));
   for (int64_t panel = n_begin / kNR; panel * kNR < n_end; ++panel) {
     const uint8_t* pf = B.data.data() + panel * pairs * 128;
     if (reuse) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/spmm_bf16_fp8w.h"
 #include "kernels/transpose_avx512.h"
 
@@ -42,8 +43,8 @@ void Spmm4x1(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, i
   const BlockSparseBf16& B = *a.B;
   constexpr int64_t T = 16 * V;
   const int64_t pairs = B.K / 2, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
-  thread_local std::vector<float> scratch;  // [ncols][T], also the partial sums between K chunks
-  if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.resize(static_cast<size_t>(ncols * T));
+  thread_local AlignedBuffer<float> scratch;  // [ncols][T], also the partial sums between K chunks
+  if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.EnsureSize(static_cast<size_t>(ncols * T));
   for (int64_t t = 0; t < tiles; ++t) {
     const uint16_t* tile = a_packed + t * pairs * T * 2;
     for (int64_t c = 0; c < B.chunks; ++c) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/spmm_u8s8.h"
 #include "kernels/transpose_avx512.h"
 
@@ -50,10 +51,10 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
   constexpr int64_t T = 16 * V;
   const int64_t groups = B.K / 4, tiles = (a.M + T - 1) / T, ncols = n_end - n_begin;
   const __m512i za = _mm512_set1_epi32(a.a_zero_point);
-  thread_local std::vector<float> scratch;  // [ncols][T] results
-  thread_local std::vector<int32_t> partial;  // [ncols][T] int32 sums carried between K chunks
-  if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.resize(static_cast<size_t>(ncols * T));
-  if (B.chunks > 1 && partial.size() < static_cast<size_t>(ncols * T)) partial.resize(static_cast<size_t>(ncols * T));
+  thread_local AlignedBuffer<float> scratch;  // [ncols][T] results
+  thread_local AlignedBuffer<int32_t> partial;  // [ncols][T] int32 sums carried between K chunks
+  if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.EnsureSize(static_cast<size_t>(ncols * T));
+  if (B.chunks > 1 && partial.size() < static_cast<size_t>(ncols * T)) partial.EnsureSize(static_cast<size_t>(ncols * T));
   const int64_t ncol_all = B.N + 1;  // bn == 1
   for (int64_t t = 0; t < tiles; ++t) {
     const uint8_t* tile = a_packed + t * groups * T * 4;

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/cpu_features.h"
 
 namespace onnxq {
@@ -41,10 +42,11 @@ void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   const size_t count = io.count;
   const int64_t M = io.M;
   float* out = io.out;
-  thread_local std::vector<uint16_t> a, packed;
+  thread_local std::vector<uint16_t> a;
+  thread_local kernels::AlignedBuffer<uint16_t> packed;  // 64-byte aligned: the kernel's zmm loads never split lines
   if (a.size() < count) a.resize(count);
   to_bf16_(io.input, io.type, M, K, K, a.data());
-  packed.resize(kernels::PackedTokensBf16Size(M, K));
+  packed.EnsureSize(kernels::PackedTokensBf16Size(M, K));
   kernels::PackTokensBf16Avx512(a.data(), M, K, packed.data());
   kernels::SpmmBf16Args args;
   args.M = M;

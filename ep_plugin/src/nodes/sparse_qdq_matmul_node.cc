@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/cpu_features.h"
 #include "kernels/qgemm_u8s8.h"
 
@@ -50,10 +51,11 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   const int64_t M = io.M;
   float* out = io.out;
 
-  thread_local std::vector<uint8_t> a_u8, packed;
+  thread_local std::vector<uint8_t> a_u8;
+  thread_local kernels::AlignedBuffer<uint8_t> packed;  // 64-byte aligned: the kernel's zmm loads never split lines
   if (a_u8.size() < static_cast<size_t>(M * K)) a_u8.resize(static_cast<size_t>(M * K));
   to_u8_(input, io.type, M, K, K, a_u8.data());
-  packed.resize(kernels::PackedTokensSize(M, K));
+  packed.EnsureSize(kernels::PackedTokensSize(M, K));
   kernels::PackTokensU8Avx512(a_u8.data(), M, K, K, packed.data());
 
   kernels::SpmmU8S8Args args;

@@ -310,7 +310,9 @@ def _collect_hessians(model: onnx.ModelProto, uses: Sequence[_Use], feeds: Seque
                 cs[key] = cs[key] + c if key in cs else c
             rows[key] += x.shape[0]
 
-    run_names = [n for n in names if n not in graph_inputs]
+    consts = {t.name: t for t in model.graph.initializer if t.name in names and t.name not in graph_inputs}
+    dense_consts = {t.name: t for t in dense.graph.initializer if t.name in consts} if dense is not None else {}
+    run_names = [n for n in names if n not in graph_inputs and n not in consts]
     runner = TensorRunner(_submodel(model, run_names), run_names, memory_mb=memory_mb) if run_names else None
     ref_runner = (TensorRunner(_submodel(dense, run_names), run_names, memory_mb=memory_mb)
                   if run_names and dense is not None else None)
@@ -319,6 +321,9 @@ def _collect_hessians(model: onnx.ModelProto, uses: Sequence[_Use], feeds: Seque
             for n in names:
                 if n in graph_inputs:
                     add(n, feed[n], feed[n] if dense is not None else None)
+                elif n in consts:  # a constant activation (rare: an initializer as the MatMul's first input)
+                    add(n, numpy_helper.to_array(consts[n]),
+                        numpy_helper.to_array(dense_consts[n]) if dense is not None else None)
             if runner is not None:
                 for group in runner.groups(run_names, feed):
                     vals = runner.run(group, feed)

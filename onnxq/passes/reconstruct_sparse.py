@@ -400,6 +400,9 @@ def reconstruct_sparse(model: onnx.ModelProto, config: PruneConfig, rconfig: Rec
         for name in wave:
             t = targets[name]
             keys = list(dict.fromkeys((u.tensor, u.trans_a) for u in uses[name]))
+            if not keys:
+                raise OnnxqError(f"weight '{name}': no consuming MatMul / Gemm found for its activations (duplicate "
+                                 "node names?); exclude it with --exclude or rename the nodes")
             h = sum(hs[key] for key in keys)
             w0 = np.asarray(decoded[name], np.float64)
             target = w0

@@ -74,3 +74,22 @@ def test_quantize_fast_variant_equals_reference(n):
     for scale, zp in ((0.02, 0), (0.5, 128), (1 / 3, 200)):
         np.testing.assert_array_equal(_kernels.quantize_linear_u8(x, scale, zp),
                                       _kernels.quantize_linear_u8_ref(x, scale, zp))
+
+
+@pytest.mark.parametrize("scale", [0.02, 1 / 3, 0.1, 7.3e-3, 3.0, 1e-30, 1e-40, 2.0**-126, 1e30])
+def test_quantize_fast_variant_equals_reference_at_rounding_ties(scale):
+    # The fast variant multiplies by 1/scale and falls back to the division near half-integers: probe exactly
+    # there — x = (k + 1/2) * scale and its float neighbours, for every k in the u8 range — and odd scales
+    # (subnormal, huge) whose reciprocal is not a normal float.
+    s = np.float32(scale)
+    k = np.arange(-300, 300, dtype=np.float32)
+    centre = ((k + np.float32(0.5)) * s).astype(np.float32)
+    up, down = [centre], [centre]
+    for _ in range(3):
+        up.append(np.nextafter(up[-1], np.float32(np.inf)))
+        down.append(np.nextafter(down[-1], np.float32(-np.inf)))
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32)
+    x = np.concatenate(up + down + [k * s, special]).astype(np.float32)
+    for zp in (0, 128, 255):
+        np.testing.assert_array_equal(_kernels.quantize_linear_u8(x, s, zp), _kernels.quantize_linear_u8_ref(x, s, zp),
+                                      err_msg=f"scale {scale} zp {zp}")

@@ -2,7 +2,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <vector>
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/spmm_bf16_fp8w.h"

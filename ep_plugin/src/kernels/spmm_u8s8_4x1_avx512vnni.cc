@@ -1,16 +1,17 @@
 // Block-sparse (4 x 1) u8 x s8 GEMM with AVX512-VNNI, tokens as SIMD lanes.
 //
 // Activations are repacked once per call into token tiles [K/4][128 tokens][4 K] (16, 32 or 64 tokens when M is
-// that small: SpmmTokenTile). For one output column and one token tile, each kept 4 x 1 block is a single 32-bit
-// broadcast (its 4 int8 weights) multiplied into 8 zmm accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
-// vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck). K is walked in chunks of
-// B.chunk_groups groups (48..192, chosen per weight from its density: SpmmChunkGroups) so the activations a
-// column's blocks touch stay in L1 / near L2; int32 sums carry across chunks. The 128 results of a
-// column land in a column-major scratch with the fused epilogue applied, then are transposed into C's rows.
+// that small: SpmmTokenTile; M = 1 goes to the blocks-as-lanes kernel instead). For one output column and one
+// token tile, each kept 4 x 1 block is a single 32-bit broadcast (its 4 int8 weights) multiplied into 8 zmm
+// accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
+// vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck; the tiles must be 64-byte aligned, or
+// every load splits a cache line). K is walked in chunks of B.chunk_groups groups (48..192, chosen per weight from
+// its density: SpmmChunkGroups) so the activations a column's blocks touch stay in or near L1; int32 sums carry
+// across chunks. The 128 results of a column land in a column-major scratch with the fused epilogue applied, then
+// are transposed into C's rows.
 #include <immintrin.h>
 
 #include <cstring>
-#include <vector>
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/spmm_u8s8.h"

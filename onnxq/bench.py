@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -96,16 +96,18 @@ def build_models(k: int, n: int) -> dict[str, bytes]:
             "ort-fp8w": fp8w, "onnxq-fp8w": fp8w, "ort-fp8": fp8, "onnxq-fp8": fp8}
 
 
-def _session(variant: str, data: bytes, threads: int) -> ort.InferenceSession:
+def bench_session(model: bytes | str | os.PathLike[str], threads: int, onnxq: bool) -> ort.InferenceSession:
+    """The session every benchmark times: `threads` intra-op threads (the EP's pool too), no inter-op
+    parallelism, quiet logs, no spinning. Several sessions share few cores in a benchmark: threads that spin after
+    their pass would steal the next session's cores. Every session gets the same settings (like for like)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    # Seven sessions share two cores here: threads that spin after their pass would steal the next session's
-    # cores. Every session gets the same setting, so the comparison stays like for like.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if variant.startswith("onnxq-"):
-        return ep.session(data, options=so, provider_options={"num_threads": str(threads)})
+    if onnxq:
+        return ep.session(model, options=so, provider_options={"num_threads": str(threads)})
+    data = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
 
 
@@ -124,10 +126,19 @@ class _Bound:
         self.sess.run_with_iobinding(self.binding)
 
 
-def _timed_passes(bound: dict[str, _Bound], cfg: BenchConfig) -> dict[str, list[float]]:
+class TimedWorker(Protocol):
+    """A peer timed in another process (e.g. DeepSparse): `timed_pass(reps)` returns its pass's time in seconds."""
+
+    def timed_pass(self, reps: int) -> float: ...
+
+
+def _timed_passes(bound: dict[str, _Bound], cfg: Any,
+                  workers: dict[str, TimedWorker] | None = None) -> dict[str, list[float]]:
     """Interleaved passes: in each pass every session runs `reps` (x repeat) times back to back; the pass's
-    time is the median of those. Passes rotate the order so no session always follows the same neighbour."""
-    names = list(bound)
+    time is the median of those. Passes rotate the order so no session always follows the same neighbour.
+    `workers` (other processes) take their turn in the same rotation, so all see the same machine load.
+    `cfg` needs `passes`, `reps` and `min_pass_seconds`."""
+    workers = workers or {}
     for b in bound.values():  # warm-up (first runs allocate and touch pages)
         b.run()
         b.run()
@@ -137,10 +148,13 @@ def _timed_passes(bound: dict[str, _Bound], cfg: BenchConfig) -> dict[str, list[
         b.run()
         dt = time.perf_counter() - t0
         repeat[nm] = max(1, int(cfg.min_pass_seconds / max(dt, 1e-7) / cfg.reps))
+    names = list(bound) + list(workers)
     per_pass: dict[str, list[float]] = {nm: [] for nm in names}
     for p in range(cfg.passes):
-        order = names[p % len(names):] + names[: p % len(names)]
-        for nm in order:
+        for nm in names[p % len(names):] + names[: p % len(names)]:
+            if nm in workers:
+                per_pass[nm].append(workers[nm].timed_pass(cfg.reps))
+                continue
             b, r = bound[nm], repeat[nm]
             samples = []
             for _ in range(cfg.reps):
@@ -182,7 +196,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     combos = [(k, n, t) for (k, n) in cfg.kns for t in cfg.threads]
     for i, (k, n, threads) in enumerate(combos):
         models = build_models(k, n)
-        sessions = {v: _session(v, models[v], threads) for v in cfg.variants}
+        sessions = {v: bench_session(models[v], threads, onnxq=v.startswith("onnxq-")) for v in cfg.variants}
         claimed = {v: bool(ep.assigned_nodes(s).get(ep.EP_NAME)) for v, s in sessions.items() if v.startswith("onnxq-")}
         for m in cfg.ms:
             if progress:

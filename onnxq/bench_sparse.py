@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnxq import ep
-from onnxq.bench import _Bound, environment
+from onnxq.bench import _Bound, _timed_passes, bench_session, environment
 from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
 from onnxq.errors import OnnxqError
 from onnxq.reporting import write_text_atomic
@@ -87,17 +85,13 @@ def pruned_models(k: int, n: int, sparsity: float, seed: int = 0) -> tuple[onnx.
 
 
 def _session(data: bytes, threads: int, onnxq_mode: str | None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    """bench_session; for the onnxq EP with ONNXQ_SPARSE=`onnxq_mode` ("always" / "never") while it compiles."""
     if onnxq_mode is None:
-        return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+        return bench_session(data, threads, onnxq=False)
     old = os.environ.get("ONNXQ_SPARSE")
     os.environ["ONNXQ_SPARSE"] = onnxq_mode  # read when the EP compiles the node
     try:
-        return ep.session(data, options=so, provider_options={"num_threads": str(threads)})
+        return bench_session(data, threads, onnxq=True)
     finally:
         if old is None:
             os.environ.pop("ONNXQ_SPARSE", None)
@@ -130,36 +124,6 @@ def _deepsparse_workers(cfg: SparseBenchConfig, dense: onnx.ModelProto, x: np.nd
     return workers, details
 
 
-def _timed_passes_mixed(bound: dict[str, _Bound], workers: dict[str, DeepSparseWorker],
-                        cfg: SparseBenchConfig) -> dict[str, list[float]]:
-    """onnxq.bench._timed_passes with DeepSparse workers in the rotation: each pass times every variant once,
-    in-process sessions and the DeepSparse subprocesses alike, so all see the same machine load."""
-    for b in bound.values():
-        b.run()
-        b.run()
-    repeat: dict[str, int] = {}
-    for nm, b in bound.items():
-        t0 = time.perf_counter()
-        b.run()
-        repeat[nm] = max(1, int(cfg.min_pass_seconds / max(time.perf_counter() - t0, 1e-7) / cfg.reps))
-    names = list(bound) + list(workers)
-    per_pass: dict[str, list[float]] = {nm: [] for nm in names}
-    for p in range(cfg.passes):
-        for nm in names[p % len(names):] + names[: p % len(names)]:
-            if nm in workers:
-                per_pass[nm].append(workers[nm].timed_pass(cfg.reps))
-                continue
-            b, r = bound[nm], repeat[nm]
-            samples = []
-            for _ in range(cfg.reps):
-                t0 = time.perf_counter()
-                for _ in range(r):
-                    b.run()
-                samples.append((time.perf_counter() - t0) / r)
-            per_pass[nm].append(statistics.median(samples))
-    return per_pass
-
-
 def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | None = None) -> SparseReport:
     report = SparseReport(config=asdict(cfg), environment=environment())
     for (m, k, n) in cfg.shapes:
@@ -180,7 +144,7 @@ def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | N
                 workers, details = ({}, {}) if not cfg.deepsparse_python else \
                     _deepsparse_workers(cfg, dense, x, threads, outs["ort-int8-dense"])
                 try:
-                    times = _timed_passes_mixed(bound, workers, cfg)
+                    times = _timed_passes(bound, cfg, workers)
                 finally:
                     for w in workers.values():
                         w.close()

@@ -238,7 +238,7 @@ def _sparse_matmul_model(bs: fmt.BlockSparse, scale: np.ndarray) -> onnx.ModelPr
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     m.ir_version = 10
     fmt.ensure_functions(m)
-    return m
+    return m, scale
 
 
 @pytest.mark.parametrize("corrupt", ["row_high", "ptr_end", "ptr_decreasing"])
@@ -268,13 +268,10 @@ def test_hostile_sparse_model_is_not_claimed_and_fails_cleanly(corrupt):
         np.testing.assert_array_equal(fast.run(None, {"x": x})[0], cpu.run(None, {"x": x})[0])
 
 
-def test_sparse_fp8_model_runs_with_the_ep():
-    """FP8 block-sparse weights: the EP claims them and runs its dense FP8 kernel (no sparse FP8 kernel yet)."""
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        os.environ.setdefault("ONNXQ_FP8_KERNEL", "ref")
-    rng = np.random.default_rng(0)
-    k, n = 64, 32
-    w = _random_block_sparse(k, n, 4, 1, 0.8, np.float32).astype(ml_dtypes.float8_e4m3fn)
+def _sparse_fp8_matmul_model(w: np.ndarray, rng: np.random.Generator) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x [m, K] float -> MatMul with the E4M3FN block-sparse weight `w` (4x1 blocks) behind a per-column DQ with
+    random scales; returns the model and the scales."""
+    k, n = w.shape
     bs = fmt.from_dense(w.view(np.uint8), 4, 1)
     scale = rng.uniform(0.01, 0.02, n).astype(np.float32)
     inits = fmt.initializers(bs, "w", TensorProto.FLOAT8E4M3FN) + [numpy_helper.from_array(scale, "w_scale")]
@@ -286,6 +283,17 @@ def test_sparse_fp8_model_runs_with_the_ep():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     m.ir_version = 10
     fmt.ensure_functions(m)
+    return m, scale
+
+
+def test_sparse_fp8_model_runs_with_the_ep():
+    """FP8 block-sparse weights: the EP claims them (80% sparse: its sparse FP8 kernel where it has one)."""
+    if len(_kernels.fp8_gemm_kernels()) == 1:
+        os.environ.setdefault("ONNXQ_FP8_KERNEL", "ref")
+    rng = np.random.default_rng(0)
+    k, n = 64, 32
+    w = _random_block_sparse(k, n, 4, 1, 0.8, np.float32).astype(ml_dtypes.float8_e4m3fn)
+    m, scale = _sparse_fp8_matmul_model(w, rng)
     onnx.checker.check_model(m, full_check=True)
     x = rng.standard_normal((5, k)).astype(np.float32)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -356,17 +364,7 @@ def test_sparse_fp8_ep_sparse_and_dense_paths_agree(monkeypatch):
     rng = np.random.default_rng(4)
     k, n = 256, 96
     w = _random_block_sparse(k, n, 4, 1, 0.85, np.float32).astype(ml_dtypes.float8_e4m3fn)
-    bs = fmt.from_dense(w.view(np.uint8), 4, 1)
-    scale = rng.uniform(0.01, 0.02, n).astype(np.float32)
-    inits = fmt.initializers(bs, "w", TensorProto.FLOAT8E4M3FN) + [numpy_helper.from_array(scale, "w_scale")]
-    nodes = [fmt.expand_node("w", "wq", TensorProto.FLOAT8E4M3FN),
-             helper.make_node("DequantizeLinear", ["wq", "w_scale"], ["wdq"], axis=1),
-             helper.make_node("MatMul", ["x", "wdq"], ["y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    m.ir_version = 10
-    fmt.ensure_functions(m)
+    m, scale = _sparse_fp8_matmul_model(w, rng)
     x = rng.standard_normal((70, k)).astype(np.float32)
     outs = {}
     for mode in ("always", "never"):

@@ -35,7 +35,7 @@ import onnx
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.bench import environment
+from onnxq.bench import bench_session, environment
 from onnxq.bench_deepsparse import FORMS, DeepSparseWorker, deepsparse_form
 from onnxq.reporting import write_text_atomic
 
@@ -57,17 +57,6 @@ def feeds_for(sess: ort.InferenceSession, batch: int, seq: int, seed: int = 0) -
         else:
             out[i.name] = rng.standard_normal(shape).astype(np.float32)
     return out
-
-
-def session(path: str, threads: int, onnxq: bool) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if onnxq:
-        return ep.session(path, options=so, provider_options={"num_threads": str(threads)})
-    return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,11 +86,11 @@ def main() -> int:
     ds_labels = (args.deepsparse_model or list(models)) if args.deepsparse_python else []
     if unknown := [x for x in ds_labels if x not in models]:
         ap.error(f"--deepsparse-model {unknown}: no such --model label")
-    sessions = {"ort fp32": session(args.fp32, args.threads, False)}
+    sessions = {"ort fp32": bench_session(args.fp32, args.threads, False)}
     claims = {}
     for label, path in models.items():
-        sessions[f"ort {label}"] = session(path, args.threads, False)
-        s = session(path, args.threads, True)
+        sessions[f"ort {label}"] = bench_session(path, args.threads, False)
+        s = bench_session(path, args.threads, True)
         sessions[f"onnxq {label}"] = s
         assigned = ep.assigned_nodes(s)
         claims[label] = {"onnxq": len(assigned.get(ep.EP_NAME, [])), "total": sum(len(v) for v in assigned.values())}

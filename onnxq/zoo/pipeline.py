@@ -130,18 +130,9 @@ class _Steps:
 
 
 def _session(path: Path, threads: int, onnxq: bool) -> Any:
-    import onnxruntime as ort
+    from onnxq.bench import bench_session
 
-    from onnxq import ep
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if onnxq:
-        return ep.session(path, options=so, provider_options={"num_threads": str(threads)})
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    return bench_session(path, threads, onnxq)
 
 
 def _bytes(path: Path) -> int:

@@ -9,30 +9,10 @@
 
 namespace onnxq::kernels {
 
-// [tiles][K/2 pairs][T tokens][2 bf16] (T = SpmmBf16TokenTile(M)): 16 x 16 transposes of 32-bit pairs, pad tokens zero.
+// [tiles][K/2 pairs][T tokens][2 bf16] (T = SpmmTokenTile(M)).
 void PackTokensBf16Avx512(const uint16_t* A, int64_t M, int64_t K, uint16_t* out) {
-  const int64_t T = SpmmBf16TokenTile(M);
-  const int64_t tiles = (M + T - 1) / T, pairs = K / 2;
-  for (int64_t t = 0; t < tiles; ++t) {
-    uint16_t* tile = out + t * pairs * T * 2;
-    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
-      const int64_t m0 = t * T + tok0;
-      const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
-      int64_t p0 = 0;
-      for (; p0 + 16 <= pairs && valid == 16; p0 += 16) {
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(A + (m0 + i) * K + p0 * 2);
-        Transpose16x16(r);
-        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + ((p0 + j) * T + tok0) * 2, r[j]);
-      }
-      for (int64_t p = p0; p < pairs; ++p)
-        for (int64_t i = 0; i < 16; ++i) {
-          uint32_t v = 0;
-          if (i < valid) std::memcpy(&v, A + (m0 + i) * K + p * 2, 4);
-          std::memcpy(tile + (p * T + tok0 + i) * 2, &v, 4);
-        }
-    }
-  }
+  PackTokenTiles(reinterpret_cast<const uint8_t*>(A), M, K / 2, K * 2, SpmmTokenTile(M),
+                 reinterpret_cast<uint8_t*>(out));  // a unit: one bf16 K pair of one token
 }
 
 namespace {
@@ -84,7 +64,7 @@ void Spmm4x1(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, i
 }  // namespace
 
 void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
-  switch (SpmmBf16TokenTile(a.M)) {  // must match the tile PackTokensBf16Avx512 used for this M
+  switch (SpmmTokenTile(a.M)) {  // must match the tile PackTokensBf16Avx512 used for this M
     case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
     case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);
     case 64: return Spmm4x1<4>(a, a_packed, n_begin, n_end);

@@ -11,11 +11,10 @@
 #include <vector>
 
 #include "kernels/fp8.h"
+#include "kernels/token_tiles.h"
 
 namespace onnxq::kernels {
 
-constexpr int64_t kSpmmBf16Tokens = 128;  // the widest token tile; 16 / 32 / 64 when M fits in one (as the INT8 family)
-inline int64_t SpmmBf16TokenTile(int64_t M) { return M <= 16 ? 16 : M <= 32 ? 32 : M <= 64 ? 64 : kSpmmBf16Tokens; }
 constexpr int64_t kSpmmBf16ChunkGroups = 48;  // 48 block rows x 2 pairs x 512 bytes: chunking measured neutral-to-better
 
 struct BlockSparseBf16 {

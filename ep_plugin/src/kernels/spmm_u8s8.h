@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/qgemm_u8s8.h"
+#include "kernels/token_tiles.h"
 
 namespace onnxq::kernels {
 
@@ -59,10 +60,6 @@ void SpmmU8S8Ref(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);
 
 // 4 x 1 blocks with AVX512-VNNI. `a_packed` is A repacked by PackTokensU8 (shared by all column ranges):
 // token tiles [ceil(M / T)][K/4][T][4 K], pad tokens zero, T = SpmmTokenTile(M).
-constexpr int64_t kSpmmTokens = 128;  // the widest token tile (8 zmm accumulators per column)
-// 16, 32 or 64 tokens when M fits in one such tile (a decode step or a short sequence would otherwise pay for 128
-// tokens of work), else 128.
-inline int64_t SpmmTokenTile(int64_t M) { return M <= 16 ? 16 : M <= 32 ? 32 : M <= 64 ? 64 : kSpmmTokens; }
 // K groups per chunk for a weight with K/4 block rows and nnzb kept blocks over n columns. ONNXQ_SPMM_CHUNK_GROUPS
 // overrides it (benchmarks).
 int64_t SpmmChunkGroups(int64_t block_rows, int64_t nnzb, int64_t n);

@@ -21,27 +21,7 @@ namespace onnxq::kernels {
 
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
   if (M <= kSpmmGemvMaxM) return;  // read directly by the small-M kernel
-  const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
-  for (int64_t t = 0; t < tiles; ++t) {
-    uint8_t* tile = out + t * groups * T * 4;
-    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
-      const int64_t m0 = t * T + tok0;
-      const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
-      int64_t g0 = 0;
-      for (; g0 + 16 <= groups && valid == 16; g0 += 16) {
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(A + (m0 + i) * lda + g0 * 4);
-        Transpose16x16(r);  // r[j]: group g0 + j for 16 tokens
-        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + (g0 + j) * T * 4 + tok0 * 4, r[j]);
-      }
-      for (int64_t g = g0; g < groups; ++g)  // K tail / token tail: 32-bit copies, pad tokens zero
-        for (int64_t i = 0; i < 16; ++i) {
-          int32_t v = 0;
-          if (i < valid) std::memcpy(&v, A + (m0 + i) * lda + g * 4, 4);
-          std::memcpy(tile + g * T * 4 + (tok0 + i) * 4, &v, 4);
-        }
-    }
-  }
+  PackTokenTiles(A, M, K / 4, lda, SpmmTokenTile(M), out);  // a unit: 4 K of one token
 }
 
 namespace {

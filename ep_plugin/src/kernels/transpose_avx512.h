@@ -1,8 +1,10 @@
-// 16 x 16 transpose of 32-bit elements in registers (AVX-512F). Include only from AVX-512-compiled files.
+// 16 x 16 transposes of 32-bit elements in registers (AVX-512F) and the layouts built on them. Include only from
+// AVX-512-compiled files.
 #pragma once
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace onnxq::kernels {
 namespace {
@@ -28,6 +30,33 @@ inline void Transpose16x16(__m512i r[16]) {
   for (int j = 0; j < 8; ++j) {
     r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
     r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+// Repacks M rows of `units` 4-byte units (row r starts at a + r * row_bytes) into token tiles
+// [ceil(M / T)][units][T][4 bytes] (see token_tiles.h; T a multiple of 16): 16 x 16 transposes of 32-bit units, unit
+// and token tails by 32-bit copies, pad tokens zero.
+inline void PackTokenTiles(const uint8_t* a, int64_t M, int64_t units, int64_t row_bytes, int64_t T, uint8_t* out) {
+  const int64_t tiles = (M + T - 1) / T;
+  for (int64_t t = 0; t < tiles; ++t) {
+    uint8_t* tile = out + t * units * T * 4;
+    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
+      const int64_t m0 = t * T + tok0;
+      const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
+      int64_t u0 = 0;
+      for (; u0 + 16 <= units && valid == 16; u0 += 16) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(a + (m0 + i) * row_bytes + u0 * 4);
+        Transpose16x16(r);  // r[j]: unit u0 + j for 16 tokens
+        for (int j = 0; j < 16; ++j) _mm512_storeu_si512(tile + ((u0 + j) * T + tok0) * 4, r[j]);
+      }
+      for (int64_t u = u0; u < units; ++u)
+        for (int64_t i = 0; i < 16; ++i) {
+          uint32_t v = 0;
+          if (i < valid) std::memcpy(&v, a + (m0 + i) * row_bytes + u * 4, 4);
+          std::memcpy(tile + (u * T + tok0 + i) * 4, &v, 4);
+        }
+    }
   }
 }
 

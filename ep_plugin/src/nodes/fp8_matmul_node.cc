@@ -12,8 +12,7 @@ Fp8MatMulNode::Fp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   const std::vector<int8_t> dense = DenseWeight(spec);  // a sparse spec lands here when dense pays better
   weights_ = kernels::PackWeightsFp8(kernel_->layout, reinterpret_cast<const uint8_t*>(dense.data()), spec.K, spec.N,
                                      Fp8FormatOf(spec.weight_type));
-  scale_ = spec.ColumnScales(spec.input_kind == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f
-                                                                                            : spec.activation_scale);
+  scale_ = spec.ColumnScales();
   bias_ = spec.bias;
 }
 

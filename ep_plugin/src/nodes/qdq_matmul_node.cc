@@ -28,7 +28,7 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   to_u8_.quantize_scale = spec.quantize_scale;
   to_u8_.quantize_zero_point_u8 = quantize_zero_point_u8_;
   to_u8_.quantize = quantize_;
-  scale_ = spec.ColumnScales(spec.activation_scale);
+  scale_ = spec.ColumnScales();
   bias_ = spec.bias;
 }
 

@@ -29,8 +29,7 @@ SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input
                                           static_cast<int64_t>(spec.sparse_block_rows.size()),
                                           spec.sparse_col_ptr.data(), static_cast<int64_t>(spec.sparse_col_ptr.size()),
                                           spec.K, spec.N);
-  scale_ = spec.ColumnScales(spec.input_kind == QdqMatMulSpec::InputKind::kFloatWeightOnly ? 1.0f
-                                                                                            : spec.activation_scale);
+  scale_ = spec.ColumnScales();
   bias_ = spec.bias;
 }
 

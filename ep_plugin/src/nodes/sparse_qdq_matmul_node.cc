@@ -34,7 +34,7 @@ SparseQdqMatMulNode::SparseQdqMatMulNode(const QdqMatMulSpec& spec, size_t input
                                         spec.sparse_block_rows.data(), static_cast<int64_t>(spec.sparse_block_rows.size()),
                                         spec.sparse_col_ptr.data(), static_cast<int64_t>(spec.sparse_col_ptr.size()),
                                         spec.K, spec.N, spec.block_k, spec.block_n);
-  scale_ = spec.ColumnScales(spec.activation_scale);
+  scale_ = spec.ColumnScales();
   bias_ = spec.bias;
   to_u8_.kind = spec.input_kind;
   to_u8_.is_signed = spec.activation_signed;

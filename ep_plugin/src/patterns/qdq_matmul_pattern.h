@@ -36,8 +36,10 @@ struct QdqMatMulSpec {
 
   bool is_fp8() const { return weight_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
 
-  // The fused output scale per column: a_scale * weight_scale[n], multiplied in float once (as onnxruntime does).
-  std::vector<float> ColumnScales(float a_scale) const {
+  // The fused output scale per column: activation_scale * weight_scale[n], multiplied in float once (as
+  // onnxruntime does); weight-only (float activations, nothing to dequantize on that side): weight_scale[n].
+  std::vector<float> ColumnScales() const {
+    const float a_scale = input_kind == InputKind::kFloatWeightOnly ? 1.0f : activation_scale;
     std::vector<float> s(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) s[n] = a_scale * weight_scale[weight_scale.size() == 1 ? 0 : n];
     return s;

@@ -108,15 +108,7 @@ void DequantizeFp8Avx512(const uint8_t* v, size_t n, float scale, Fp8Format f, f
 }
 
 void QuantizeFp8ToBf16Avx512(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y) {
-  const bool e4m3 = f == Fp8Format::kE4M3FN;
-  Fp8Consts c;
-  c.drop = e4m3 ? 20 : 21;
-  c.max = _mm512_set1_ps(e4m3 ? 448.0f : 57344.0f);
-  c.min_normal = _mm512_set1_ps(e4m3 ? 0x1p-6f : 0x1p-14f);
-  c.quantum = _mm512_set1_ps(e4m3 ? 0x1p-9f : 0x1p-16f);
-  c.inv_quantum = _mm512_set1_ps(e4m3 ? 0x1p9f : 0x1p16f);
-  c.round_base = _mm512_set1_epi32((1 << (c.drop - 1)) - 1);
-  c.keep_mask = _mm512_set1_epi32(~((1 << c.drop) - 1));
+  const Fp8Consts c = MakeConsts(f);
   const __m512 vs = _mm512_set1_ps(scale);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {

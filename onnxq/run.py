@@ -86,6 +86,9 @@ def run_model(
     load_model(path, load_external_data=True)  # clear error for unreadable files before onnxruntime sees them
     try:
         return _run_model(path, inputs=inputs, dims=dims, runs=runs, threads=threads)
+    except UnicodeDecodeError as e:  # before onnxruntime_errors (a ValueError); cannot hand such a name to Python
+        raise OnnxqError(f"{path}: an input or output name or symbolic dimension is not valid UTF-8 ({e.reason} "
+                         f"at byte {e.start}); rename it, e.g. with onnx.load / save") from e
     except onnxruntime_errors() as e:
         raise OnnxqError(f"{path}: onnxruntime: {str(e).strip().splitlines()[0]}") from e
 

@@ -350,3 +350,24 @@ def test_node_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixt
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Traceback" not in captured.err
+
+
+def test_io_dim_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A symbolic dim that is not UTF-8 opens a session, but onnxruntime's Python API raises UnicodeDecodeError
+    when asked for the input's shape (found by the CI fuzzer: the harness crashed). The harness skips such a model;
+    `onnxq run` says what is wrong in one line."""
+    from onnxq.cli import main
+
+    data = qdq_matmul_model(16, 8).SerializeToString()
+    dim = b"\x12\x05batch"  # Dimension.dim_param (field 2, 5 bytes)
+    assert dim in data
+    bad = data.replace(dim, b"\x12\x05bat\xe8h")  # same length: still a well-formed message
+    outcome = harness.check(bad, strict=True)
+    assert outcome.label == "skip:io-name-not-utf8", outcome
+    assert {"MatMul", "Gemm"} & set(outcome.claimed), outcome  # the EP session itself opened and claimed the group
+    path = tmp_path / "m.onnx"
+    path.write_bytes(bad)
+    rc = main(["run", str(path), "--runs", "0"])
+    captured = capsys.readouterr()
+    assert rc != 0
+    assert "Traceback" not in captured.err and "UTF-8" in captured.err, captured.err

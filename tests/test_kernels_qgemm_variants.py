@@ -78,9 +78,10 @@ def test_quantize_fast_variant_equals_reference(n):
 
 @pytest.mark.parametrize("scale", [0.02, 1 / 3, 0.1, 7.3e-3, 3.0, 1e-30, 1e-40, 2.0**-126, 1e30])
 def test_quantize_fast_variant_equals_reference_at_rounding_ties(scale):
-    # The fast variant multiplies by 1/scale and falls back to the division near half-integers: probe exactly
-    # there — x = (k + 1/2) * scale and its float neighbours, for every k in the u8 range — and odd scales
-    # (subnormal, huge) whose reciprocal is not a normal float.
+    # The fast variant has no divide (reciprocal, exact residual by FMA, one correction: correctly rounded by
+    # Markstein's theorem) where the scale allows: probe where a wrong last bit would show — x = (k + 1/2) * scale
+    # and its float neighbours, for every k in the u8 range — and odd scales (subnormal, huge) that take the
+    # divide.
     s = np.float32(scale)
     k = np.arange(-300, 300, dtype=np.float32)
     centre = ((k + np.float32(0.5)) * s).astype(np.float32)

@@ -12,8 +12,11 @@ namespace onnxq::kernels {
 // shifted into u8, which is what the u8 x s8 kernels consume.
 void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
 
-// AVX-512 variant (call only when the CPU has AVX512F/BW/VL).
+// AVX-512 variant (call only when the CPU has AVX512F/BW/VL): without a divide where
+// QuantizeReciprocalIsExact(scale, zero_point), else with vdivps (QuantizeLinearU8Avx512Divide).
 void QuantizeLinearU8Avx512(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
+void QuantizeLinearU8Avx512Divide(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);
+bool QuantizeReciprocalIsExact(float scale, int32_t zero_point);
 
 // The fastest variant available on this CPU.
 using QuantizeLinearU8Fn = void (*)(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y);

@@ -37,6 +37,15 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
   if (scratch.size() < static_cast<size_t>(ncols * T)) scratch.EnsureSize(static_cast<size_t>(ncols * T));
   if (B.chunks > 1 && partial.size() < static_cast<size_t>(ncols * T)) partial.EnsureSize(static_cast<size_t>(ncols * T));
   const int64_t ncol_all = B.N + 1;  // bn == 1
+  // locals, not a.* / B.* in the loops: the scratch stores may alias anything, so the compiler would reload
+  // (and re-test) every field after each one
+  const int8_t* values = B.values.data();  // one 4 x 1 block = 4 int8, broadcast as one int32
+  const int32_t* block_rows = B.block_rows.data();
+  const int32_t* col_sum = B.col_sum.data();
+  const float* scale_ptr = a.epilogue.scale;
+  const float* bias_ptr = a.epilogue.bias;
+  float* scratch_ptr = scratch.data();
+  int32_t* partial_ptr = partial.data();
   for (int64_t t = 0; t < tiles; ++t) {
     const uint8_t* tile = a_packed + t * groups * T * 4;
     for (int64_t c = 0; c < B.chunks; ++c) {
@@ -45,14 +54,14 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
       const int32_t* end_ptr = B.chunk_ptr.data() + (c + 1) * ncol_all;
       for (int64_t n = n_begin; n < n_end; ++n) {
         __m512i acc[V];
-        int32_t* part = partial.data() + (n - n_begin) * T;
+        int32_t* part = partial_ptr + (n - n_begin) * T;
         for (int v = 0; v < V; ++v) acc[v] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(part + v * 16);
         const int32_t end = end_ptr[n];
         for (int32_t i = begin_ptr[n]; i < end; ++i) {
           int32_t wv;
-          std::memcpy(&wv, B.values.data() + static_cast<size_t>(i) * 4, 4);
+          std::memcpy(&wv, values + static_cast<size_t>(i) * 4, 4);
           const __m512i w = _mm512_set1_epi32(wv);
-          const uint8_t* ap = tile + static_cast<int64_t>(B.block_rows[i]) * T * 4;
+          const uint8_t* ap = tile + static_cast<int64_t>(block_rows[i]) * T * 4;
           for (int v = 0; v < V; ++v) acc[v] = _mm512_dpbusd_epi32(acc[v], _mm512_loadu_si512(ap + v * 64), w);
         }
         if (!last) {
@@ -60,19 +69,22 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
           continue;
         }
         // sum (a - za) w = sum a w - za * colsum(w)
-        const __m512i off = _mm512_mullo_epi32(za, _mm512_set1_epi32(B.col_sum[n]));
-        const __m512 scale = _mm512_set1_ps(a.epilogue.scale[n]);
-        const __m512 bias = _mm512_set1_ps(a.epilogue.bias != nullptr ? a.epilogue.bias[n] : 0.0f);
-        float* dst = scratch.data() + (n - n_begin) * T;
-        for (int v = 0; v < V; ++v) {
-          __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], off)), scale);
-          if (a.epilogue.bias != nullptr) f = _mm512_add_ps(f, bias);
-          _mm512_storeu_ps(dst + v * 16, f);
+        const __m512i off = _mm512_mullo_epi32(za, _mm512_set1_epi32(col_sum[n]));
+        const __m512 scale = _mm512_set1_ps(scale_ptr[n]);
+        float* dst = scratch_ptr + (n - n_begin) * T;
+        if (bias_ptr != nullptr) {
+          const __m512 bias = _mm512_set1_ps(bias_ptr[n]);
+          for (int v = 0; v < V; ++v)
+            _mm512_storeu_ps(dst + v * 16,  // mul then add, not an FMA: the same rounding as the dense kernels
+                             _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], off)), scale), bias));
+        } else {
+          for (int v = 0; v < V; ++v)
+            _mm512_storeu_ps(dst + v * 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], off)), scale));
         }
       }
     }
     const int64_t rows = a.M - t * T < T ? a.M - t * T : T;
-    StoreColumnMajorAsRows(scratch.data(), T, ncols, rows, a.C + t * T * a.ldc + n_begin, a.ldc);
+    StoreColumnMajorAsRows(scratch_ptr, T, ncols, rows, a.C + t * T * a.ldc + n_begin, a.ldc);
   }
 }
 

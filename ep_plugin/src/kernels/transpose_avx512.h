@@ -72,8 +72,14 @@ inline void StoreColumnMajorAsRows(const float* scratch, int64_t ld, int64_t nco
       const int64_t cols = ncols - j0 < 16 ? ncols - j0 : 16;
       const __mmask16 mask = static_cast<__mmask16>(cols == 16 ? 0xFFFF : (1u << cols) - 1u);
       __m512i r[16];
+      if (cols == 16 && nr == 16) {  // the common full block without per-row tests
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(scratch + (j0 + i) * ld + r0);
+        Transpose16x16(r);  // r[i]: row r0 + i, columns j0 .. j0 + 15
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512(c + (r0 + i) * ldc + j0, r[i]);
+        continue;
+      }
       for (int i = 0; i < 16; ++i) r[i] = i < cols ? _mm512_loadu_si512(scratch + (j0 + i) * ld + r0) : _mm512_setzero_si512();
-      Transpose16x16(r);  // r[i]: row r0 + i, columns j0 .. j0 + 15
+      Transpose16x16(r);
       for (int64_t i = 0; i < nr; ++i) _mm512_mask_storeu_ps(c + (r0 + i) * ldc + j0, mask, _mm512_castsi512_ps(r[i]));
     }
   }

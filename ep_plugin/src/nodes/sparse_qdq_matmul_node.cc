@@ -70,7 +70,7 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.C = out;
   args.ldc = N;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
-  const int64_t chunks = std::min<int64_t>(N, threads * 4);
+  const int64_t chunks = std::min<int64_t>(N, threads == 1 ? 1 : threads * 4);
   const int64_t per = (N + chunks - 1) / chunks;
   const uint8_t* pk = packed.data();
   auto run = [&](size_t c) {

@@ -92,5 +92,12 @@ def test_quantize_fast_variant_equals_reference_at_rounding_ties(scale):
     special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32)
     x = np.concatenate(up + down + [k * s, special]).astype(np.float32)
     for zp in (0, 128, 255):
-        np.testing.assert_array_equal(_kernels.quantize_linear_u8(x, s, zp), _kernels.quantize_linear_u8_ref(x, s, zp),
-                                      err_msg=f"scale {scale} zp {zp}")
+        ref = _kernels.quantize_linear_u8_ref(x, s, zp)
+        np.testing.assert_array_equal(_kernels.quantize_linear_u8(x, s, zp), ref, err_msg=f"scale {scale} zp {zp}")
+        np.testing.assert_array_equal(_kernels.quantize_linear_u8(x, s, zp, "divide"), ref,
+                                      err_msg=f"divide variant, scale {scale} zp {zp}")
+
+
+def test_quantize_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="variant"):
+        _kernels.quantize_linear_u8(np.zeros(4, np.float32), 1.0, 0, "nope")

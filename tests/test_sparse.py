@@ -149,6 +149,25 @@ def test_sparse_kernel_k_chunks_equal_dense(monkeypatch, chunk_groups):
     np.testing.assert_array_equal(g(a, 3), dense)
 
 
+@pytest.mark.skipif(not HAS_VNNI, reason="the fused quantize-and-repack is part of the AVX512-VNNI sparse path")
+@pytest.mark.parametrize("m", [2, 15, 16, 17, 33, 64, 65, 130])
+@pytest.mark.parametrize("k", [4, 12, 16, 20, 60, 768])
+def test_fused_quantize_into_token_tiles_equals_quantize_then_repack(m, k):
+    # the EP quantizes a float input straight into the kernel's token tiles; bytes must equal the scalar
+    # QuantizeLinear on rows followed by the scalar repacking, pad tokens included, across tile / K tails,
+    # with NaN, infinities, values past the u8 range and exact rounding ties in the input
+    rng = np.random.default_rng(m * 1000 + k)
+    scale, zp = np.float32(0.037), 131
+    x = (rng.standard_normal((m, k)) * 4).astype(np.float32)
+    flat = x.reshape(-1)
+    picks = rng.choice(flat.size, size=min(flat.size, 40), replace=False)
+    ties = ((rng.integers(-140, 140, picks.size) + np.float32(0.5)) * scale).astype(np.float32)
+    flat[picks] = ties
+    flat[picks[:4]] = np.array([np.nan, np.inf, -np.inf, 1e30], np.float32)[: min(4, picks.size)]
+    ref = _kernels.quantize_pack_tokens_u8(x, scale, zp, "ref")
+    np.testing.assert_array_equal(_kernels.quantize_pack_tokens_u8(x, scale, zp, "fused"), ref)
+
+
 def test_sparse_kernel_rejects_hostile_indices():
     bs = fmt.from_dense(_random_block_sparse(16, 8, 4, 1, 0.5), 4, 1)
     rows = bs.block_rows.copy()

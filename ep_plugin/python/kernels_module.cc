@@ -133,6 +133,28 @@ py::array_t<uint8_t> QuantizeLinearU8Py(CArray<float> x, float scale, int32_t ze
   return y;
 }
 
+// The sparse kernels' token tiles made from float rows: "fused" quantizes straight into them (what the EP does
+// for a float input), "ref" quantizes rows with the scalar reference and repacks them with the scalar packer.
+py::array_t<uint8_t> QuantizePackTokensU8Py(CArray<float> x, float scale, int32_t zero_point, const std::string& variant) {
+  if (x.ndim() != 2 || x.shape(1) % 4 != 0) throw std::invalid_argument("x must be [M, K] with K a multiple of 4");
+  const int64_t M = x.shape(0), K = x.shape(1);
+  if (M <= kSpmmGemvMaxM) throw std::invalid_argument("M = 1 is not packed (the small-M kernel reads rows)");
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>(PackedTokensSize(M, K)));
+  if (variant == "fused") {
+    if (!GetCpuFeatures().avx512_vnni) throw std::invalid_argument("the fused variant needs AVX512-VNNI");
+    if (!QuantizeReciprocalIsExact(scale, zero_point))
+      throw std::invalid_argument("the fused variant needs a scale and zero point the divide-free quantizer takes");
+    QuantizePackTokensU8Avx512(x.data(), M, K, K, scale, zero_point, out.mutable_data());
+  } else if (variant == "ref") {
+    std::vector<uint8_t> rows(static_cast<size_t>(M * K));
+    QuantizeLinearU8Ref(x.data(), rows.size(), scale, zero_point, rows.data());
+    PackTokensU8(rows.data(), M, K, K, out.mutable_data());
+  } else {
+    throw std::invalid_argument("variant must be 'fused' or 'ref'");
+  }
+  return out;
+}
+
 Fp8Format ParseFormat(const std::string& f) {
   if (f == "e4m3" || f == "e4m3fn") return Fp8Format::kE4M3FN;
   if (f == "e5m2") return Fp8Format::kE5M2;
@@ -394,6 +416,8 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("quantize_linear_u8_ref",
         [](CArray<float> x, float scale, int32_t zp) { return QuantizeLinearU8Py(x, scale, zp, "ref"); },
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
+  m.def("quantize_pack_tokens_u8", &QuantizePackTokensU8Py, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
+        py::arg("variant"), "float [M, K] -> the sparse INT8 kernel's token tiles (fused | ref)");
   m.attr("QGEMM_MAX_K") = kQGemmMaxK;
 
   py::class_<PackedSpmmU8S8>(m, "PackedSpmmU8S8",

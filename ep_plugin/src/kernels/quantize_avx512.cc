@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "kernels/quantize.h"
+#include "kernels/quantize_avx512.h"
 
 namespace onnxq::kernels {
 namespace {
@@ -38,22 +39,11 @@ void QuantizeDivide(const float* x, size_t n, float scale, int32_t zero_point, u
 }
 
 void QuantizeReciprocal(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y) {
-  const __m512 vs = _mm512_set1_ps(scale);
-  const __m512 vy = _mm512_set1_ps(1.0f / scale);  // correctly rounded reciprocal
-  const __m512 limit = _mm512_set1_ps(256.0f * scale);  // exact: a power-of-two multiple
-  const __m512 neg_limit = _mm512_set1_ps(-256.0f * scale);
-  const __m512i zp = _mm512_set1_epi32(zero_point);
+  const ReciprocalQuantizer quantize(scale, zero_point);
   // int32 -> u8 with signed-to-unsigned saturation (negative, i.e. below the low bound, to 0; above 255 to 255) in
   // two packs per 64 values; the packs work per 128-bit lane, so one dword permutation restores the order
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  auto one = [&](const float* p) {  // 16 values -> int32 round(x / s) + zp, |round(x / s)| <= 256
-    __m512 v = _mm512_loadu_ps(p);
-    v = _mm512_min_ps(_mm512_max_ps(v, neg_limit), limit);  // NaN -> -256 s (vmaxps returns the 2nd operand)
-    const __m512 q0 = _mm512_mul_ps(v, vy);
-    const __m512 r = _mm512_fnmadd_ps(q0, vs, v);  // v - q0 * s, exact
-    const __m512 q = _mm512_fmadd_ps(r, vy, q0);   // RN(v / s)
-    return _mm512_add_epi32(_mm512_cvtps_epi32(q), zp);  // MXCSR default: round half to even
-  };
+  auto one = [&](const float* p) { return quantize(_mm512_loadu_ps(p)); };
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     const __m512i ab = _mm512_packus_epi32(one(x + i), one(x + i + 16));

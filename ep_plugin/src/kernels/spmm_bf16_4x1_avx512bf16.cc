@@ -9,9 +9,9 @@
 
 namespace onnxq::kernels {
 
-// [tiles][K/2 pairs][T tokens][2 bf16] (T = SpmmTokenTile(M)).
+// [tiles][K/2 pairs][T tokens][2 bf16] (T = SpmmTokenTile(M, kSpmmBf16TokenTile)).
 void PackTokensBf16Avx512(const uint16_t* A, int64_t M, int64_t K, uint16_t* out) {
-  PackTokenTiles(reinterpret_cast<const uint8_t*>(A), M, K / 2, K * 2, SpmmTokenTile(M),
+  PackTokenTiles(reinterpret_cast<const uint8_t*>(A), M, K / 2, K * 2, SpmmTokenTile(M, kSpmmBf16TokenTile),
                  reinterpret_cast<uint8_t*>(out));  // a unit: one bf16 K pair of one token
 }
 
@@ -64,7 +64,7 @@ void Spmm4x1(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, i
 }  // namespace
 
 void SpmmBf16_4x1_Avx512(const SpmmBf16Args& a, const uint16_t* a_packed, int64_t n_begin, int64_t n_end) {
-  switch (SpmmTokenTile(a.M)) {  // must match the tile PackTokensBf16Avx512 used for this M
+  switch (SpmmTokenTile(a.M, kSpmmBf16TokenTile)) {  // must match the tile PackTokensBf16Avx512 used for this M
     case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
     case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);
     case 64: return Spmm4x1<4>(a, a_packed, n_begin, n_end);

@@ -57,7 +57,7 @@ void SpmmBf16Ref(const SpmmBf16Args& a, int64_t n_begin, int64_t n_end) {
 }
 
 size_t PackedTokensBf16Size(int64_t M, int64_t K) {
-  const int64_t T = SpmmTokenTile(M);
+  const int64_t T = SpmmTokenTile(M, kSpmmBf16TokenTile);
   return static_cast<size_t>((M + T - 1) / T * (K / 2) * T * 2);
 }
 

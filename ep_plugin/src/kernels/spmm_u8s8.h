@@ -6,7 +6,7 @@
 //
 //   spmm_u8s8_ref.cc               scalar reference, any block shape
 //   spmm_u8s8_4x1_avx512vnni.cc    4 x 1 blocks, tokens as SIMD lanes (C^T = W^T A^T): a block is one 32-bit
-//                                  broadcast against 128 tokens x 4 K of repacked activations, 8 vpdpbusd per block
+//                                  broadcast against 64 tokens x 4 K of repacked activations, 4 vpdpbusd per block
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -59,16 +59,19 @@ struct SpmmU8S8Args {
 void SpmmU8S8Ref(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);
 
 // 4 x 1 blocks with AVX512-VNNI. `a_packed` is A repacked by PackTokensU8 (shared by all column ranges):
-// token tiles [ceil(M / T)][K/4][T][4 K], pad tokens zero, T = SpmmTokenTile(M).
-// K groups per chunk for a weight with K/4 block rows and nnzb kept blocks over n columns. ONNXQ_SPMM_CHUNK_GROUPS
-// overrides it (benchmarks).
-int64_t SpmmChunkGroups(int64_t block_rows, int64_t nnzb, int64_t n);
+// token tiles [ceil(M / T)][K/4][T][4 K], pad tokens zero, T = SpmmTokenTile(M, kSpmmU8TokenTile).
+// K groups per chunk for a weight with K/4 block rows. ONNXQ_SPMM_CHUNK_GROUPS overrides it (benchmarks).
+int64_t SpmmChunkGroups(int64_t block_rows);
 // M <= kSpmmGemvMaxM: SpmmU8S8_4x1_Avx512Vnni reads A directly (blocks as lanes, activations gathered), nothing is
 // packed and PackedTokensSize is 0.
 constexpr int64_t kSpmmGemvMaxM = 1;  // measured: at M = 2 the 16-token tile is as fast
 size_t PackedTokensSize(int64_t M, int64_t K);
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);  // same bytes
+// Float activations quantized straight into the token tiles: the bytes PackTokensU8 would make of
+// QuantizeLinearU8Ref's rows. Only where QuantizeReciprocalIsExact(scale, zero_point) and M > kSpmmGemvMaxM.
+void QuantizePackTokensU8Avx512(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
+                                uint8_t* a_packed);
 void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& args, const uint8_t* a_packed, int64_t n_begin, int64_t n_end);
 void SpmmU8S8_4x1_Gemv_Avx512Vnni(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);  // any M; fast for tiny M
 

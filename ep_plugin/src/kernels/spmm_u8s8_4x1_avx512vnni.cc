@@ -1,19 +1,21 @@
 // Block-sparse (4 x 1) u8 x s8 GEMM with AVX512-VNNI, tokens as SIMD lanes.
 //
-// Activations are repacked once per call into token tiles [K/4][128 tokens][4 K] (16, 32 or 64 tokens when M is
-// that small: SpmmTokenTile; M = 1 goes to the blocks-as-lanes kernel instead). For one output column and one
-// token tile, each kept 4 x 1 block is a single 32-bit broadcast (its 4 int8 weights) multiplied into 8 zmm
-// accumulators (128 tokens) with vpdpbusd against the block row's 512 bytes of activations (9 loads per 8
-// vpdpbusd: a 64-token tile's 5 per 4 left the load ports the bottleneck; the tiles must be 64-byte aligned, or
-// every load splits a cache line). K is walked in chunks of B.chunk_groups groups (48..192, chosen per weight from
-// its density: SpmmChunkGroups) so the activations a column's blocks touch stay in or near L1; int32 sums carry
-// across chunks. The 128 results of a column land in a column-major scratch with the fused epilogue applied, then
-// are transposed into C's rows.
+// Activations are repacked once per call into token tiles [K/4][64 tokens][4 K] (16 or 32 tokens when M is that
+// small: SpmmTokenTile; M = 1 goes to the blocks-as-lanes kernel instead). For one output column and one token
+// tile, each kept 4 x 1 block is a single 32-bit broadcast (its 4 int8 weights) multiplied into 4 zmm accumulators
+// (64 tokens) with vpdpbusd against the block row's 256 bytes of activations. The loop is bound by its loads (one
+// zmm of activations per vpdpbusd; the tiles must be 64-byte aligned, or every load splits a cache line) and by
+// where they come from: K is walked in chunks of B.chunk_groups groups (SpmmChunkGroups: 192, 48 KiB of a tile)
+// so the activations a column's blocks touch stay near L1, int32 sums carrying across chunks. 128-token tiles
+// (8 accumulators, fewer loads of weights and indices per vpdpbusd) measured 10-15% slower at 90%: their chunks
+// are twice the bytes. The results of a column land in a column-major scratch with the fused epilogue applied,
+// then are transposed into C's rows.
 #include <immintrin.h>
 
 #include <cstring>
 
 #include "kernels/aligned_buffer.h"
+#include "kernels/quantize_avx512.h"
 #include "kernels/spmm_u8s8.h"
 #include "kernels/transpose_avx512.h"
 
@@ -21,7 +23,40 @@ namespace onnxq::kernels {
 
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
   if (M <= kSpmmGemvMaxM) return;  // read directly by the small-M kernel
-  PackTokenTiles(A, M, K / 4, lda, SpmmTokenTile(M), out);  // a unit: 4 K of one token
+  PackTokenTiles(A, M, K / 4, lda, SpmmTokenTile(M, kSpmmU8TokenTile), out);  // a unit: 4 K of one token
+}
+
+// 16 tokens x 16 K per step: quantize each token's 16 floats to int32, then two saturating packs leave, in 128-bit
+// lane L of p[j], unit L (4 K) of tokens 4j .. 4j+3; a 4 x 4 transpose of lanes gives each unit's 16 tokens.
+// That is 20 shuffle-class ops per 256 values where quantizing to rows and repacking them took 32, and the u8
+// rows are never written and read back.
+void QuantizePackTokensU8Avx512(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
+                                uint8_t* out) {
+  const ReciprocalQuantizer quantize(scale, zero_point);
+  const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile), units = K / 4, tiles = (M + T - 1) / T;
+  for (int64_t t = 0; t < tiles; ++t) {
+    uint8_t* tile = out + t * units * T * 4;
+    for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
+      const int64_t m0 = t * T + tok0;
+      const int64_t valid = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
+      for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        const int64_t kn = K - k0 < 16 ? K - k0 : 16;  // a multiple of 4
+        const __mmask16 kmask = static_cast<__mmask16>(kn == 16 ? 0xFFFF : (1u << kn) - 1u);
+        __m512i r[16];
+        for (int64_t i = 0; i < 16; ++i)  // pad tokens stay 0, as PackTokenTiles leaves them
+          r[i] = i < valid ? quantize(_mm512_maskz_loadu_ps(kmask, x + (m0 + i) * ldx + k0)) : _mm512_setzero_si512();
+        __m512i p[4];
+        for (int j = 0; j < 4; ++j)
+          p[j] = _mm512_packus_epi16(_mm512_packus_epi32(r[4 * j], r[4 * j + 1]),
+                                     _mm512_packus_epi32(r[4 * j + 2], r[4 * j + 3]));
+        const __m512i t0 = _mm512_shuffle_i32x4(p[0], p[1], 0x44), t1 = _mm512_shuffle_i32x4(p[0], p[1], 0xEE);
+        const __m512i t2 = _mm512_shuffle_i32x4(p[2], p[3], 0x44), t3 = _mm512_shuffle_i32x4(p[2], p[3], 0xEE);
+        const __m512i u[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
+                              _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
+        for (int64_t l = 0; l < kn / 4; ++l) _mm512_storeu_si512(tile + ((k0 / 4 + l) * T + tok0) * 4, u[l]);
+      }
+    }
+  }
 }
 
 namespace {
@@ -92,11 +127,10 @@ void Spmm4x1(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, in
 
 void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& a, const uint8_t* a_packed, int64_t n_begin, int64_t n_end) {
   if (a.M <= kSpmmGemvMaxM) return SpmmU8S8_4x1_Gemv_Avx512Vnni(a, n_begin, n_end);
-  switch (SpmmTokenTile(a.M)) {  // must match the tile PackTokensU8Avx512 used for this M
+  switch (SpmmTokenTile(a.M, kSpmmU8TokenTile)) {  // must match the tile PackTokensU8Avx512 used for this M
     case 16: return Spmm4x1<1>(a, a_packed, n_begin, n_end);
     case 32: return Spmm4x1<2>(a, a_packed, n_begin, n_end);
-    case 64: return Spmm4x1<4>(a, a_packed, n_begin, n_end);
-    default: return Spmm4x1<8>(a, a_packed, n_begin, n_end);
+    default: return Spmm4x1<4>(a, a_packed, n_begin, n_end);
   }
 }
 

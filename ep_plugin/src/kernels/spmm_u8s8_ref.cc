@@ -44,7 +44,7 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
   // per-chunk starting block of every column (block rows ascend within a column: checked here)
   const int64_t ncol = N / bn;
-  s.chunk_groups = SpmmChunkGroups(kb, nnzb, ncol);
+  s.chunk_groups = SpmmChunkGroups(kb);
   s.chunks = (kb + s.chunk_groups - 1) / s.chunk_groups;
   s.chunk_ptr.assign(static_cast<size_t>((s.chunks + 1) * (ncol + 1)), 0);
   for (int64_t j = 0; j < ncol; ++j) {
@@ -82,19 +82,16 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   return s;
 }
 
-int64_t SpmmChunkGroups(int64_t block_rows, int64_t nnzb, int64_t n) {
+int64_t SpmmChunkGroups(int64_t block_rows) {
   if (const char* env = std::getenv("ONNXQ_SPMM_CHUNK_GROUPS")) {
     const long v = std::strtol(env, nullptr, 10);
     if (v > 0) return v;
   }
-  // Per chunk, a column costs a fixed overhead (its partial sums in and out, a mispredicted loop exit), so chunks
-  // should hold ~10 of its blocks; at least 48 groups (24 KiB of a 128-token tile, L1-resident), at most 192 (96
-  // KiB, from L2: past that, L2 traffic costs more than the overhead saved). Measured on Zen 4, 1 thread, 90%:
-  // 48 -> 96..192 groups is +6..13%; at 70% 48..64 is best.
-  const double density = block_rows > 0 && n > 0 ? static_cast<double>(nnzb) / static_cast<double>(block_rows * n) : 1.0;
-  int64_t groups = density > 0 ? static_cast<int64_t>(10.0 / density) : 192;
-  groups = std::min<int64_t>(192, std::max<int64_t>(48, (groups + 15) / 16 * 16));
-  return std::max<int64_t>(1, std::min<int64_t>(block_rows, groups));
+  // Per chunk, a column costs a fixed overhead (its partial sums in and out, a mispredicted loop exit), against
+  // which a chunk's activations should stay near L1. With 64-token tiles, 192 groups (48 KiB) was best or within
+  // noise of it at 70, 90 and 95% for every benchmark shape (Zen 4, 1 thread; 64..128 groups lose 5-15% at 90% and
+  // more, 256+ lose at 70% with K = 3072); the density no longer moves the optimum.
+  return std::max<int64_t>(1, std::min<int64_t>(block_rows, 192));
 }
 
 void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
@@ -123,13 +120,13 @@ void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
 
 size_t PackedTokensSize(int64_t M, int64_t K) {
   if (M <= kSpmmGemvMaxM) return 0;
-  const int64_t T = SpmmTokenTile(M);
+  const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile);
   return static_cast<size_t>((M + T - 1) / T * (K / 4) * T * 4);
 }
 
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {
   if (M <= kSpmmGemvMaxM) return;  // read directly by the small-M kernel
-  const int64_t T = SpmmTokenTile(M), tiles = (M + T - 1) / T, groups = K / 4;
+  const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile), tiles = (M + T - 1) / T, groups = K / 4;
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t g = 0; g < groups; ++g) {
       uint8_t* dst = out + (t * groups + g) * T * 4;

@@ -41,6 +41,8 @@ SparseQdqMatMulNode::SparseQdqMatMulNode(const QdqMatMulSpec& spec, size_t input
   to_u8_.quantize_scale = spec.quantize_scale;
   to_u8_.quantize_zero_point_u8 = spec.quantize_zero_point + shift;
   to_u8_.quantize = kernels::SelectQuantizeLinearU8();
+  quantize_into_tiles_ = spec.input_kind == QdqMatMulSpec::InputKind::kFloatQuantizeInKernel &&
+                         kernels::QuantizeReciprocalIsExact(to_u8_.quantize_scale, to_u8_.quantize_zero_point_u8);
 }
 
 void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
@@ -54,10 +56,16 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
 
   thread_local std::vector<uint8_t> a_u8;
   thread_local kernels::AlignedBuffer<uint8_t> packed;  // 64-byte aligned: the kernel's zmm loads never split lines
-  if (a_u8.size() < static_cast<size_t>(M * K)) a_u8.resize(static_cast<size_t>(M * K));
-  to_u8_(input, io.type, M, K, K, a_u8.data());
   packed.EnsureSize(kernels::PackedTokensSize(M, K));
-  kernels::PackTokensU8Avx512(a_u8.data(), M, K, K, packed.data());
+  if (quantize_into_tiles_ && M > kernels::kSpmmGemvMaxM) {  // float rows straight into token tiles
+    if (io.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float activation");
+    kernels::QuantizePackTokensU8Avx512(input.GetTensorData<float>(), M, K, K, to_u8_.quantize_scale,
+                                        to_u8_.quantize_zero_point_u8, packed.data());
+  } else {
+    if (a_u8.size() < static_cast<size_t>(M * K)) a_u8.resize(static_cast<size_t>(M * K));
+    to_u8_(input, io.type, M, K, K, a_u8.data());
+    kernels::PackTokensU8Avx512(a_u8.data(), M, K, K, packed.data());
+  }
 
   kernels::SpmmU8S8Args args;
   args.M = M;

@@ -28,6 +28,7 @@ class SparseQdqMatMulNode : public CompiledNode {
   kernels::BlockSparseS8 weights_;
   std::vector<float> scale_, bias_;
   ActivationToU8 to_u8_;
+  bool quantize_into_tiles_ = false;  // float input, scale the divide-free quantizer is exact for
   ThreadPool* pool_;
 };
 

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnxq.bench import _Bound, _timed_passes, bench_session, environment
+from onnxq.bench import _Bound, _timed_passes, bench_session, environment, pinned
 from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
 from onnxq.errors import OnnxqError
 from onnxq.reporting import write_text_atomic
@@ -130,39 +130,46 @@ def run_sparse_bench(cfg: SparseBenchConfig, progress: Callable[[str], None] | N
         for sp in cfg.sparsities:
             dense, packed = pruned_models(k, n, sp)
             for threads in cfg.threads:
-                if progress:
-                    progress(f"M={m} K={k} N={n} sparsity={sp:.2f} threads={threads}")
-                sessions = {
-                    "ort-int8-dense": _session(dense.SerializeToString(), threads, None),
-                    "onnxq-dense": _session(packed.SerializeToString(), threads, "never"),
-                    "onnxq-sparse": _session(packed.SerializeToString(), threads, "always"),
-                }
-                x = np.random.default_rng(m).standard_normal((1, m, k)).astype(np.float32)
-                outs = {v: s.run(None, {"x": x})[0] for v, s in sessions.items()}
-                agree = bool(np.array_equal(outs["onnxq-dense"], outs["onnxq-sparse"]))
-                bound = {v: _Bound3(s, x, n) for v, s in sessions.items()}
-                workers, details = ({}, {}) if not cfg.deepsparse_python else \
-                    _deepsparse_workers(cfg, dense, x, threads, outs["ort-int8-dense"])
-                try:
-                    times = _timed_passes(bound, cfg, workers)
-                finally:
-                    for w in workers.values():
-                        w.close()
-                notes = {"onnxq-sparse": "bit-identical to onnxq-dense" if agree else "DIFFERS",
-                         "deepsparse": "separate process (own virtualenv)",
-                         "deepsparse-pt": "separate process; weights requantized per tensor (same zeros)",
-                         "deepsparse-fp32": "separate process (own virtualenv)"}
-                for v, ts in times.items():
-                    med = statistics.median(ts)
-                    report.results.append(SparseResult(v, m, k, n, sp, threads, med * 1e3, min(ts) * 1e3,
-                                                       2 * m * n * k / med / 1e12, notes.get(v, ""),
-                                                       details.get(v, {}), [t * 1e3 for t in ts]))
-                for v, d in details.items():
-                    if "failed" in d:
-                        report.results.append(SparseResult(v, m, k, n, sp, threads, float("nan"), float("nan"),
-                                                           float("nan"), f"failed: {d['failed']}"))
+                with pinned(threads):
+                    _bench_config(cfg, report, progress, dense, packed, m, k, n, sp, threads)
     report.environment["loadavg_end"] = os.getloadavg()
     return report
+
+
+def _bench_config(cfg: SparseBenchConfig, report: SparseReport, progress: Callable[[str], None] | None,
+                  dense: onnx.ModelProto, packed: onnx.ModelProto, m: int, k: int, n: int, sp: float,
+                  threads: int) -> None:
+    if progress:
+        progress(f"M={m} K={k} N={n} sparsity={sp:.2f} threads={threads}")
+    sessions = {
+        "ort-int8-dense": _session(dense.SerializeToString(), threads, None),
+        "onnxq-dense": _session(packed.SerializeToString(), threads, "never"),
+        "onnxq-sparse": _session(packed.SerializeToString(), threads, "always"),
+    }
+    x = np.random.default_rng(m).standard_normal((1, m, k)).astype(np.float32)
+    outs = {v: s.run(None, {"x": x})[0] for v, s in sessions.items()}
+    agree = bool(np.array_equal(outs["onnxq-dense"], outs["onnxq-sparse"]))
+    bound = {v: _Bound3(s, x, n) for v, s in sessions.items()}
+    workers, details = ({}, {}) if not cfg.deepsparse_python else \
+        _deepsparse_workers(cfg, dense, x, threads, outs["ort-int8-dense"])
+    try:
+        times = _timed_passes(bound, cfg, workers)
+    finally:
+        for w in workers.values():
+            w.close()
+    notes = {"onnxq-sparse": "bit-identical to onnxq-dense" if agree else "DIFFERS",
+             "deepsparse": "separate process (own virtualenv)",
+             "deepsparse-pt": "separate process; weights requantized per tensor (same zeros)",
+             "deepsparse-fp32": "separate process (own virtualenv)"}
+    for v, ts in times.items():
+        med = statistics.median(ts)
+        report.results.append(SparseResult(v, m, k, n, sp, threads, med * 1e3, min(ts) * 1e3,
+                                           2 * m * n * k / med / 1e12, notes.get(v, ""),
+                                           details.get(v, {}), [t * 1e3 for t in ts]))
+    for v, d in details.items():
+        if "failed" in d:
+            report.results.append(SparseResult(v, m, k, n, sp, threads, float("nan"), float("nan"),
+                                               float("nan"), f"failed: {d['failed']}"))
 
 
 class _Bound3(_Bound):

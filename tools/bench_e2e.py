@@ -35,7 +35,7 @@ import onnx
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.bench import bench_session, environment
+from onnxq.bench import bench_session, environment, pinned
 from onnxq.bench_deepsparse import FORMS, DeepSparseWorker, deepsparse_form
 from onnxq.reporting import write_text_atomic
 
@@ -81,11 +81,17 @@ def main() -> int:
                     help="DeepSparse graph form(s): int8 (MatMulInteger, same int8 weights; default) or fp32 (the "
                          "same weights dequantized, no Q/DQ)")
     args = ap.parse_args()
+    labels = dict(m.split("=", 1) for m in args.model)
+    if args.deepsparse_python and (unknown := [x for x in (args.deepsparse_model or []) if x not in labels]):
+        ap.error(f"--deepsparse-model {unknown}: no such --model label")
+    with pinned(args.threads):  # sessions, DeepSparse workers and timing alike (see onnxq.bench.pinned)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()
     models = dict(m.split("=", 1) for m in args.model)
     ds_labels = (args.deepsparse_model or list(models)) if args.deepsparse_python else []
-    if unknown := [x for x in ds_labels if x not in models]:
-        ap.error(f"--deepsparse-model {unknown}: no such --model label")
     sessions = {"ort fp32": bench_session(args.fp32, args.threads, False)}
     claims = {}
     for label, path in models.items():

@@ -227,6 +227,14 @@ def test_sparse_int8_model_runs_on_stock_ort_and_the_ep_matches(int8_encoder, mo
         outs[mode] = fast.run(None, x)[0]
     np.testing.assert_array_equal(outs["always"], outs["never"])  # sparse kernel == dense kernel, bit for bit
     assert np.max(np.abs(outs["always"] - ref)) <= 1e-2 * np.max(np.abs(ref))
+    # 150 tokens: three token tiles, quantized into tiles by both threads of the pool, then columns split
+    monkeypatch.setenv("ONNXQ_SPARSE", "always")
+    x3 = sample_inputs(m, batch=3, seq=50, seed=10)
+    by_threads = [ep.session(data, provider_options={"num_threads": str(t)}).run(None, x3)[0] for t in (1, 2)]
+    monkeypatch.setenv("ONNXQ_SPARSE", "never")
+    dense = ep.session(data).run(None, x3)[0]
+    for got in by_threads:
+        np.testing.assert_array_equal(got, dense)
 
 
 def test_prune_then_quantize_then_pack_equals_quantize_then_prune():

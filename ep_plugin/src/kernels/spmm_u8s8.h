@@ -70,8 +70,10 @@ void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* 
 void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* a_packed);  // same bytes
 // Float activations quantized straight into the token tiles: the bytes PackTokensU8 would make of
 // QuantizeLinearU8Ref's rows. Only where QuantizeReciprocalIsExact(scale, zero_point) and M > kSpmmGemvMaxM.
+// Token tiles [tile_begin, tile_end) only (tile_end -1: to the last), so threads can share the work.
+int64_t PackedTokenTiles(int64_t M);
 void QuantizePackTokensU8Avx512(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
-                                uint8_t* a_packed);
+                                uint8_t* a_packed, int64_t tile_begin = 0, int64_t tile_end = -1);
 void SpmmU8S8_4x1_Avx512Vnni(const SpmmU8S8Args& args, const uint8_t* a_packed, int64_t n_begin, int64_t n_end);
 void SpmmU8S8_4x1_Gemv_Avx512Vnni(const SpmmU8S8Args& args, int64_t n_begin, int64_t n_end);  // any M; fast for tiny M
 

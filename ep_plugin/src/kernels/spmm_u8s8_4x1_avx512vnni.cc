@@ -31,10 +31,11 @@ void PackTokensU8Avx512(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uin
 // That is 20 shuffle-class ops per 256 values where quantizing to rows and repacking them took 32, and the u8
 // rows are never written and read back.
 void QuantizePackTokensU8Avx512(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
-                                uint8_t* out) {
+                                uint8_t* out, int64_t tile_begin, int64_t tile_end) {
   const ReciprocalQuantizer quantize(scale, zero_point);
   const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile), units = K / 4, tiles = (M + T - 1) / T;
-  for (int64_t t = 0; t < tiles; ++t) {
+  if (tile_end < 0 || tile_end > tiles) tile_end = tiles;
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
     uint8_t* tile = out + t * units * T * 4;
     for (int64_t tok0 = 0; tok0 < T; tok0 += 16) {
       const int64_t m0 = t * T + tok0;

@@ -118,6 +118,11 @@ void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
+int64_t PackedTokenTiles(int64_t M) {
+  const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile);
+  return M <= kSpmmGemvMaxM ? 0 : (M + T - 1) / T;
+}
+
 size_t PackedTokensSize(int64_t M, int64_t K) {
   if (M <= kSpmmGemvMaxM) return 0;
   const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile);

@@ -14,6 +14,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/fp8.h"
 #include "kernels/gemm_bf16_fp8w.h"
+#include "kernels/layer_norm.h"
 #include "kernels/parallel_gemm.h"
 #include "kernels/qgemm_u8s8.h"
 #include "kernels/qgemm_u8s8_parallel.h"
@@ -153,6 +154,41 @@ py::array_t<uint8_t> QuantizePackTokensU8Py(CArray<float> x, float scale, int32_
     throw std::invalid_argument("variant must be 'fused' or 'ref'");
   }
   return out;
+}
+
+// Residual + LayerNorm over the last axis of x [rows, D] (kernels/layer_norm.h); variant "ref" or "avx512".
+py::array_t<float> LayerNormPy(CArray<float> x, std::optional<CArray<float>> skip, std::optional<CArray<float>> bias,
+                               CArray<float> gamma, std::optional<CArray<float>> beta, float epsilon,
+                               const std::string& variant) {
+  if (x.ndim() != 2 || x.shape(1) < 1) throw std::invalid_argument("x must be [rows, D]");
+  const int64_t rows = x.shape(0), D = x.shape(1);
+  auto check_d = [&](const CArray<float>& v, const char* what) {
+    if (v.ndim() != 1 || v.shape(0) != D) throw std::invalid_argument(std::string(what) + " must be [D]");
+  };
+  check_d(gamma, "gamma");
+  if (bias) check_d(*bias, "bias");
+  if (beta) check_d(*beta, "beta");
+  if (skip && (skip->ndim() != 2 || skip->shape(0) != rows || skip->shape(1) != D))
+    throw std::invalid_argument("skip must have x's shape");
+  py::array_t<float> y({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(D)});
+  LayerNormArgs a;
+  a.x = x.data();
+  a.skip = skip ? skip->data() : nullptr;
+  a.bias = bias ? bias->data() : nullptr;
+  a.gamma = gamma.data();
+  a.beta = beta ? beta->data() : nullptr;
+  a.epsilon = epsilon;
+  a.D = D;
+  a.y = y.mutable_data();
+  if (variant == "ref") {
+    LayerNormRef(a, 0, rows);
+  } else if (variant == "avx512") {
+    if (!GetCpuFeatures().avx512f) throw std::invalid_argument("layer_norm variant 'avx512' is not available on this CPU");
+    LayerNormAvx512(a, 0, rows);
+  } else {
+    throw std::invalid_argument("layer_norm variant must be 'ref' or 'avx512'");
+  }
+  return y;
 }
 
 Fp8Format ParseFormat(const std::string& f) {
@@ -416,6 +452,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("quantize_linear_u8_ref",
         [](CArray<float> x, float scale, int32_t zp) { return QuantizeLinearU8Py(x, scale, zp, "ref"); },
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
+  m.def("layer_norm", &LayerNormPy, py::arg("x"), py::arg("skip"), py::arg("bias"), py::arg("gamma"),
+        py::arg("beta"), py::arg("epsilon"), py::arg("variant"),
+        "(x + bias + skip) normalized over the last axis, times gamma plus beta (ref | avx512)");
   m.def("quantize_pack_tokens_u8", &QuantizePackTokensU8Py, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("variant"), "float [M, K] -> the sparse INT8 kernel's token tiles (fused | ref)");
   m.attr("QGEMM_MAX_K") = kQGemmMaxK;

@@ -9,6 +9,7 @@
 #include "ep_factory.h"
 #include "kernels/gemm_bf16_fp8w.h"
 #include "nodes/fp8_matmul_node.h"
+#include "nodes/layer_norm_node.h"
 #include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
 #include "nodes/sparse_fp8_matmul_node.h"
@@ -126,6 +127,24 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
     const std::string key = spec->key;
     pending_standalone_.insert_or_assign(key, std::move(*spec));
   }
+  // Third pass: residual + LayerNorm (patterns/layer_norm_pattern.h), unless ONNXQ_LAYERNORM=never.
+  const char* ln_mode = std::getenv("ONNXQ_LAYERNORM");
+  if (ln_mode != nullptr && std::string(ln_mode) == "never") return;
+  for (const Ort::ConstNode& node : graph.GetNodes()) {
+    if (claimed.count(node) != 0 || !graph::IsOp(node, "LayerNormalization")) continue;
+    std::string why_not;
+    std::optional<LayerNormSpec> spec =
+        MatchLayerNorm(node, &why_not, [&](const OrtNode* n) { return claimed.count(n) != 0; });
+    if (!spec) {
+      Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: LayerNormalization '" + node.GetName() + "' not claimed: " + why_not);
+      continue;
+    }
+    if (!add_group(spec->nodes)) continue;
+    spec->nodes.clear();
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string key = spec->key;
+    pending_layer_norm_.insert_or_assign(key, std::move(*spec));
+  }
 }
 
 OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** graphs, const OrtNode** fused_nodes,
@@ -150,7 +169,8 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
     std::string key;
     std::string standalone_key;
     for (const Ort::ConstNode& node : graph.GetNodes()) {
-      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm")) key = node.GetOutputs().at(0).GetName();
+      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm") || graph::IsOp(node, "LayerNormalization"))
+        key = node.GetOutputs().at(0).GetName();
       if (graph::IsOp(node, "Gather") || standalone_key.empty()) standalone_key = node.GetOutputs().at(0).GetName();
     }
     if (key.empty()) key = standalone_key;
@@ -187,6 +207,12 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         pending_standalone_.erase(it3);
         lock.unlock();
         node = std::make_unique<StandaloneQdqNode>(spec, input_index(spec.input_name));
+      } else if (auto it4 = pending_layer_norm_.find(key); it4 != pending_layer_norm_.end()) {
+        LayerNormSpec spec = std::move(it4->second);
+        pending_layer_norm_.erase(it4);
+        lock.unlock();
+        const size_t skip = spec.skip_name.empty() ? 0 : input_index(spec.skip_name);
+        node = std::make_unique<LayerNormNode>(spec, input_index(spec.input_name), skip, pool_.get());
       } else {
         throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
       }

@@ -56,6 +56,16 @@ int64_t IntAttr(const Ort::ConstNode& n, const char* name, int64_t default_value
   return value;
 }
 
+float FloatAttr(const Ort::ConstNode& n, const char* name, float default_value) {
+  Ort::ConstOpAttr attr{nullptr};
+  Ort::Status status = n.GetAttributeByName(name, attr);
+  if (!status.IsOK() || static_cast<const OrtOpAttr*>(attr) == nullptr) return default_value;
+  if (attr.GetType() != ORT_OP_ATTR_FLOAT) return default_value;
+  float value = default_value;
+  if (!attr.GetValue(value).IsOK()) return default_value;
+  return value;
+}
+
 bool HasAttr(const Ort::ConstNode& n, const char* name) {
   Ort::ConstOpAttr attr{nullptr};
   Ort::Status status = n.GetAttributeByName(name, attr);

@@ -31,6 +31,7 @@ std::optional<std::vector<int64_t>> Shape(const Ort::ConstValueInfo& v);
 Ort::ConstValue ConstantValue(const Ort::ConstValueInfo& v);
 
 int64_t IntAttr(const Ort::ConstNode& n, const char* name, int64_t default_value);
+float FloatAttr(const Ort::ConstNode& n, const char* name, float default_value);
 bool HasAttr(const Ort::ConstNode& n, const char* name);
 
 }  // namespace onnxq::graph

@@ -1,0 +1,29 @@
+// Compiled residual + LayerNorm group (see patterns/layer_norm_pattern.h): rows spread over the EP's pool.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "nodes/compiled_node.h"
+#include "patterns/layer_norm_pattern.h"
+#include "runtime/thread_pool.h"
+
+namespace onnxq {
+
+class LayerNormNode : public CompiledNode {
+ public:
+  // skip_index: the fused node's input index of the residual, ignored when spec.skip_name is empty
+  LayerNormNode(const LayerNormSpec& spec, size_t input_index, size_t skip_index, ThreadPool* pool);
+  void Compute(OrtKernelContext* context) const override;
+  const char* kernel_name() const override { return fast_ ? "layernorm-avx512" : "layernorm-ref"; }
+
+ private:
+  std::vector<float> gamma_, beta_, bias_;
+  float epsilon_;
+  int64_t D_;
+  bool has_skip_;
+  size_t input_index_, skip_index_;
+  ThreadPool* pool_;
+  bool fast_;
+};
+
+}  // namespace onnxq

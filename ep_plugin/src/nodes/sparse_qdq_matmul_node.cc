@@ -88,7 +88,7 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
   args.C = out;
   args.ldc = N;
-  const int64_t chunks = std::min<int64_t>(N, threads == 1 ? 1 : threads * 4);
+  const int64_t chunks = std::min<int64_t>(N, threads);
   const int64_t per = (N + chunks - 1) / chunks;
   const uint8_t* pk = packed.data();
   auto run = [&](size_t c) {

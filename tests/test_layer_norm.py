@@ -108,6 +108,11 @@ def _model(kind: str, d: int = 96, dims=("batch", 20)) -> onnx.ModelProto:
         inputs[1] = helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 1, d])
         nodes += [helper.make_node("Add", ["x", "r"], ["s"]),
                   helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], **ln_attrs)]
+    elif kind == "broadcast-x+bias":  # x [b, 20, 1]: x + bias and then + skip broadcast up to D
+        inputs[0] = helper.make_tensor_value_info("x", TensorProto.FLOAT, [*dims, 1])
+        nodes += [helper.make_node("Add", ["x", "bias"], ["xb"]),
+                  helper.make_node("Add", ["xb", "r"], ["s"]),
+                  helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], **ln_attrs)]
     elif kind == "two-axes":  # normalizes [20, d]: not claimed
         nodes.append(helper.make_node("LayerNormalization", ["x", "g2"], ["y"], axis=1, epsilon=1e-5))
         inits.append(numpy_helper.from_array(np.ones((20, d), np.float32), "g2"))
@@ -139,7 +144,8 @@ def _feeds(sess: ort.InferenceSession, d: int = 96, batch: int = 3) -> dict[str,
 
 CLAIMED = {"plain": ["LayerNormalization"], "skip": ["Add", "LayerNormalization"],
            "skip+bias": ["Add", "Add", "LayerNormalization"], "sum-also-output": ["LayerNormalization"],
-           "broadcast-skip": ["Add", "LayerNormalization"]}
+           "broadcast-skip": ["Add", "LayerNormalization"],
+           "broadcast-x+bias": ["Add", "Add", "LayerNormalization"]}
 NOT_CLAIMED = ["two-axes", "mean-used", "gamma-is-input"]
 
 

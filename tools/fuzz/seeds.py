@@ -94,6 +94,25 @@ def shared_activation() -> onnx.ModelProto:
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", "s"])], inits)
 
 
+def residual_layernorm() -> onnx.ModelProto:
+    """INT8 Q/DQ MatMul, then bias Add, residual Add and LayerNormalization (the EP's residual + LayerNorm group)."""
+    m = qdq_matmul_model(16, 8, rank=3, bias=False)
+    g = m.graph
+    y = g.output[0]
+    rng = np.random.default_rng(5)
+    inits = list(g.initializer) + [
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "ln_bias_add"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 8).astype(np.float32), "ln_gamma"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "ln_beta")]
+    nodes = list(g.node) + [
+        helper.make_node("Add", [y.name, "ln_bias_add"], ["biased"]),
+        helper.make_node("Add", ["biased", "skip"], ["summed"]),
+        helper.make_node("LayerNormalization", ["summed", "ln_gamma", "ln_beta"], ["out"], axis=-1, epsilon=1e-5)]
+    skip = helper.make_tensor_value_info("skip", onnx.TensorProto.FLOAT, ["batch", "seq", 8])
+    out = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["batch", "seq", 8])
+    return _model(nodes, list(g.input) + [skip], [out], inits)
+
+
 def sparse(model: onnx.ModelProto, block: tuple[int, int] = (4, 1)) -> onnx.ModelProto:
     """Block-sparse: the weight becomes a com.onnxq BlockSparseExpand* node (values, block rows, column pointers)
     with a model-local function body; the EP claims the node with the DQ and MatMul."""
@@ -111,6 +130,7 @@ SEEDS: dict[str, Callable[[], onnx.ModelProto]] = {
     "int8_gemm": lambda: gemm_int8(False, False),
     "int8_gemm_transb_dqbias": lambda: gemm_int8(True, True),
     "int8_mlp": int8_mlp,
+    "int8_matmul_residual_layernorm": residual_layernorm,
     "fp8_weight_only": lambda: fp8_qdq_matmul_model(16, 8),
     "fp8_e5m2_rank3": lambda: fp8_qdq_matmul_model(10, 6, weight_format="e5m2", rank=3, per_channel=False),
     "fp8_act_e4m3": lambda: fp8_qdq_matmul_model(12, 8, activation_format="e4m3fn"),

@@ -25,6 +25,20 @@ std::vector<int64_t> FloatRowsShape(const Ort::ConstValue& v, int64_t D, const c
   return shape;
 }
 
+// A float tensor input's shape.
+std::vector<int64_t> FloatShape(const Ort::ConstValue& v, const char* what) {
+  if (static_cast<const OrtValue*>(v) == nullptr || !v.IsTensor() ||
+      v.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+    throw std::runtime_error(std::string(what) + " is missing or not a float tensor");
+  return v.GetTensorTypeAndShapeInfo().GetShape();
+}
+
+int64_t Count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 // ONNX (numpy) broadcasting of two shapes; empty optional when they are incompatible.
 std::optional<std::vector<int64_t>> Broadcast(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   std::vector<int64_t> out(std::max(a.size(), b.size()), 1);
@@ -91,31 +105,38 @@ void LayerNormNode::Compute(OrtKernelContext* raw_context) const {
   const size_t inputs = context.GetInputCount();
   if (input_index_ >= inputs || (has_skip_ && skip_index_ >= inputs)) throw std::runtime_error("input missing");
   Ort::ConstValue x = context.GetInput(input_index_);
-  std::vector<int64_t> shape = FloatRowsShape(x, D_, has_skip_ ? "residual Add input" : "LayerNormalization input");
   kernels::LayerNormArgs args;
-  args.x = x.GetTensorData<float>();
   args.bias = bias_.empty() ? nullptr : bias_.data();
+  std::vector<int64_t> shape;
   std::vector<float> summed;  // operands of different shapes: (x + bias) + skip broadcast first
-  if (has_skip_) {
+  if (!has_skip_) {
+    shape = FloatRowsShape(x, D_, "LayerNormalization input");
+    args.x = x.GetTensorData<float>();
+  } else {
+    const std::vector<int64_t> x_shape = FloatShape(x, "residual Add input");
     Ort::ConstValue skip = context.GetInput(skip_index_);
-    if (static_cast<const OrtValue*>(skip) == nullptr || !skip.IsTensor() ||
-        skip.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-      throw std::runtime_error("residual Add input is missing or not a float tensor");
-    const std::vector<int64_t> skip_shape = skip.GetTensorTypeAndShapeInfo().GetShape();
-    if (skip_shape == shape) {
+    const std::vector<int64_t> skip_shape = FloatShape(skip, "residual Add input");
+    if (x_shape == skip_shape && !x_shape.empty() && x_shape.back() == D_) {  // the fused kernel's case
+      shape = x_shape;
+      args.x = x.GetTensorData<float>();
       args.skip = skip.GetTensorData<float>();
-    } else {
-      const auto out_shape = Broadcast(shape, skip_shape);
-      if (!out_shape || out_shape->back() != D_)
-        throw std::runtime_error("residual Add operands do not broadcast to rows of the LayerNormalization size");
-      const size_t n = static_cast<size_t>(x.GetTensorTypeAndShapeInfo().GetElementCount());
-      std::vector<float> xb(args.x, args.x + n);
-      if (args.bias != nullptr)
-        for (size_t i = 0; i < n; ++i) xb[i] += args.bias[i % static_cast<size_t>(D_)];
-      int64_t total = 1;
-      for (int64_t d : *out_shape) total *= d;
-      summed.resize(static_cast<size_t>(total));
-      BroadcastAdd(xb.data(), shape, skip.GetTensorData<float>(), skip_shape, *out_shape, summed.data());
+    } else {  // broadcast as ONNX Add does: (x + bias) + skip, then normalize the rows
+      std::vector<int64_t> xb_shape = x_shape;
+      std::vector<float> xb(x.GetTensorData<float>(), x.GetTensorData<float>() + Count(x_shape));
+      if (args.bias != nullptr) {
+        const auto s = Broadcast(x_shape, {D_});
+        if (!s) throw std::runtime_error("bias Add operands do not broadcast");
+        std::vector<float> t(static_cast<size_t>(Count(*s)));
+        BroadcastAdd(xb.data(), x_shape, args.bias, {D_}, *s, t.data());
+        xb = std::move(t);
+        xb_shape = *s;
+      }
+      const auto out_shape = Broadcast(xb_shape, skip_shape);
+      if (!out_shape || out_shape->empty() || out_shape->back() != D_)
+        throw std::runtime_error("residual Add operands do not broadcast to rows of the LayerNormalization size " +
+                                 std::to_string(D_));
+      summed.resize(static_cast<size_t>(Count(*out_shape)));
+      BroadcastAdd(xb.data(), xb_shape, skip.GetTensorData<float>(), skip_shape, *out_shape, summed.data());
       shape = *out_shape;
       args.x = summed.data();
       args.bias = nullptr;
@@ -123,9 +144,7 @@ void LayerNormNode::Compute(OrtKernelContext* raw_context) const {
   }
   Ort::UnownedValue out = context.GetOutput(0, shape);
   if (static_cast<OrtValue*>(out) == nullptr) return;  // nothing reads the output
-  int64_t count = 1;
-  for (int64_t d : shape) count *= d;
-  const int64_t rows = count / D_;
+  const int64_t rows = Count(shape) / D_;
   if (rows == 0) return;
   args.gamma = gamma_.data();
   args.beta = beta_.empty() ? nullptr : beta_.data();

@@ -113,21 +113,6 @@ def residual_layernorm() -> onnx.ModelProto:
     return _model(nodes, list(g.input) + [skip], [out], inits)
 
 
-def erf_gelu() -> onnx.ModelProto:
-    """INT8 Q/DQ MatMul, then the exact GELU as exporters write it (x * (1 + Erf(x / sqrt 2)) * 0.5)."""
-    m = qdq_matmul_model(16, 8, rank=3, bias=False)
-    g = m.graph
-    y = g.output[0].name
-    inits = list(g.initializer) + [numpy_helper.from_array(np.array(v, np.float32), n)
-                                   for n, v in (("g_sqrt2", 2**0.5), ("g_one", 1.0), ("g_half", 0.5))]
-    nodes = list(g.node) + [
-        helper.make_node("Div", [y, "g_sqrt2"], ["g_d"]), helper.make_node("Erf", ["g_d"], ["g_e"]),
-        helper.make_node("Add", ["g_e", "g_one"], ["g_a"]), helper.make_node("Mul", [y, "g_a"], ["g_m"]),
-        helper.make_node("Mul", ["g_m", "g_half"], ["out"])]
-    out = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["batch", "seq", 8])
-    return _model(nodes, list(g.input), [out], inits)
-
-
 def sparse(model: onnx.ModelProto, block: tuple[int, int] = (4, 1)) -> onnx.ModelProto:
     """Block-sparse: the weight becomes a com.onnxq BlockSparseExpand* node (values, block rows, column pointers)
     with a model-local function body; the EP claims the node with the DQ and MatMul."""
@@ -146,7 +131,6 @@ SEEDS: dict[str, Callable[[], onnx.ModelProto]] = {
     "int8_gemm_transb_dqbias": lambda: gemm_int8(True, True),
     "int8_mlp": int8_mlp,
     "int8_matmul_residual_layernorm": residual_layernorm,
-    "int8_matmul_erf_gelu": erf_gelu,
     "fp8_weight_only": lambda: fp8_qdq_matmul_model(16, 8),
     "fp8_e5m2_rank3": lambda: fp8_qdq_matmul_model(10, 6, weight_format="e5m2", rank=3, per_channel=False),
     "fp8_act_e4m3": lambda: fp8_qdq_matmul_model(12, 8, activation_format="e4m3fn"),

@@ -15,7 +15,6 @@
 #include "kernels/fp8.h"
 #include "kernels/gemm_bf16_fp8w.h"
 #include "kernels/layer_norm.h"
-#include "kernels/gelu.h"
 #include "kernels/parallel_gemm.h"
 #include "kernels/qgemm_u8s8.h"
 #include "kernels/qgemm_u8s8_parallel.h"
@@ -453,18 +452,6 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("quantize_linear_u8_ref",
         [](CArray<float> x, float scale, int32_t zp) { return QuantizeLinearU8Py(x, scale, zp, "ref"); },
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
-  m.def("gelu", [](CArray<float> x, const std::string& variant) {
-          py::array_t<float> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-          if (variant == "ref") {
-            GeluRef(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
-          } else if (variant == "avx512") {
-            if (!GetCpuFeatures().avx512f) throw std::invalid_argument("gelu variant 'avx512' is not available on this CPU");
-            GeluAvx512(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
-          } else {
-            throw std::invalid_argument("gelu variant must be 'ref' or 'avx512'");
-          }
-          return y;
-        }, py::arg("x"), py::arg("variant"), "x / 2 * (1 + erf(x / sqrt 2)) (ref: double erf | avx512)");
   m.def("layer_norm", &LayerNormPy, py::arg("x"), py::arg("skip"), py::arg("bias"), py::arg("gamma"),
         py::arg("beta"), py::arg("epsilon"), py::arg("variant"),
         "(x + bias + skip) normalized over the last axis, times gamma plus beta (ref | avx512)");

@@ -9,7 +9,6 @@
 #include "ep_factory.h"
 #include "kernels/gemm_bf16_fp8w.h"
 #include "nodes/fp8_matmul_node.h"
-#include "nodes/gelu_node.h"
 #include "nodes/layer_norm_node.h"
 #include "nodes/qdq_act_matmul_node.h"
 #include "nodes/qdq_matmul_node.h"
@@ -128,33 +127,14 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
     const std::string key = spec->key;
     pending_standalone_.insert_or_assign(key, std::move(*spec));
   }
-  // Third pass: residual + LayerNorm and GELU (patterns/layer_norm_pattern.h, gelu_pattern.h), unless
-  // ONNXQ_LAYERNORM=never / ONNXQ_GELU=never.
-  auto taken = [&](const OrtNode* n) { return claimed.count(n) != 0; };
-  const char* gelu_mode = std::getenv("ONNXQ_GELU");
-  if (gelu_mode == nullptr || std::string(gelu_mode) != "never") {
-    for (const Ort::ConstNode& node : graph.GetNodes()) {
-      if (claimed.count(node) != 0 || (!graph::IsOp(node, "Erf") && !graph::IsOp(node, "Gelu"))) continue;
-      std::string why_not;
-      std::optional<GeluSpec> spec = MatchGelu(node, &why_not, taken);
-      if (!spec) {
-        Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() +
-                                           "' not claimed as GELU: " + why_not);
-        continue;
-      }
-      if (!add_group(spec->nodes)) continue;
-      spec->nodes.clear();
-      std::lock_guard<std::mutex> lock(mutex_);
-      const std::string key = spec->key;
-      pending_gelu_.insert_or_assign(key, std::move(*spec));
-    }
-  }
+  // Third pass: residual + LayerNorm (patterns/layer_norm_pattern.h), unless ONNXQ_LAYERNORM=never.
   const char* ln_mode = std::getenv("ONNXQ_LAYERNORM");
   if (ln_mode != nullptr && std::string(ln_mode) == "never") return;
   for (const Ort::ConstNode& node : graph.GetNodes()) {
     if (claimed.count(node) != 0 || !graph::IsOp(node, "LayerNormalization")) continue;
     std::string why_not;
-    std::optional<LayerNormSpec> spec = MatchLayerNorm(node, &why_not, taken);
+    std::optional<LayerNormSpec> spec =
+        MatchLayerNorm(node, &why_not, [&](const OrtNode* n) { return claimed.count(n) != 0; });
     if (!spec) {
       Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: LayerNormalization '" + node.GetName() + "' not claimed: " + why_not);
       continue;
@@ -189,8 +169,7 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
     std::string key;
     std::string standalone_key;
     for (const Ort::ConstNode& node : graph.GetNodes()) {
-      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm") || graph::IsOp(node, "LayerNormalization") ||
-          graph::IsOp(node, "Erf") || graph::IsOp(node, "Gelu"))
+      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm") || graph::IsOp(node, "LayerNormalization"))
         key = node.GetOutputs().at(0).GetName();
       if (graph::IsOp(node, "Gather") || standalone_key.empty()) standalone_key = node.GetOutputs().at(0).GetName();
     }
@@ -228,11 +207,6 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         pending_standalone_.erase(it3);
         lock.unlock();
         node = std::make_unique<StandaloneQdqNode>(spec, input_index(spec.input_name));
-      } else if (auto it5 = pending_gelu_.find(key); it5 != pending_gelu_.end()) {
-        GeluSpec spec = std::move(it5->second);
-        pending_gelu_.erase(it5);
-        lock.unlock();
-        node = std::make_unique<GeluNode>(input_index(spec.input_name), pool_.get());
       } else if (auto it4 = pending_layer_norm_.find(key); it4 != pending_layer_norm_.end()) {
         LayerNormSpec spec = std::move(it4->second);
         pending_layer_norm_.erase(it4);

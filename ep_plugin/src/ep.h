@@ -9,7 +9,6 @@
 #include "ort_api.h"
 #include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
-#include "patterns/gelu_pattern.h"
 #include "patterns/layer_norm_pattern.h"
 #include "patterns/qdq_standalone_pattern.h"
 #include "runtime/thread_pool.h"
@@ -49,7 +48,6 @@ class OnnxqEp : public OrtEp {
   std::map<std::string, QdqActMatMulSpec> pending_act_;
   std::map<std::string, StandaloneQdqSpec> pending_standalone_;
   std::map<std::string, LayerNormSpec> pending_layer_norm_;
-  std::map<std::string, GeluSpec> pending_gelu_;
   std::unique_ptr<ThreadPool> pool_;
 };
 

@@ -111,3 +111,21 @@ def test_mismatched_inner_dimension_is_a_clear_runtime_error():
     fast = ep.session(model.SerializeToString())
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         fast.run(None, {"a": np.ones((2, 4, 16), np.float32), "b": np.ones((2, 15, 8), np.float32)})
+
+
+@pytest.mark.parametrize("fmt", ["u8", "s8"])
+def test_symbolic_k_is_claimed_and_a_k_past_the_int32_limit_is_exact(fmt):
+    # attention's P x V has K = the sequence length, unknown when the EP claims the node; a run with K past
+    # QGEMM_MAX_K (where an int32 sum could overflow) takes the exact int64 path instead of the kernels
+    m = qdq_act_matmul_model(["m", "k"], ["k", 3], fmt=fmt)
+    data = m.SerializeToString()
+    fast = ep.session(data)
+    assert "MatMul" in {n.split(":")[0] for n in ep.assigned_nodes(fast).get(EP, [])}
+    cpu = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for k in (40, _kernels.QGEMM_MAX_K + 7):
+        a = rng.standard_normal((2, k)).astype(np.float32)
+        b = rng.standard_normal((k, 3)).astype(np.float32)
+        got = fast.run(None, {"a": a, "b": b})[0]
+        np.testing.assert_array_equal(got, _int8_reference(m, a, b, fmt))
+        np.testing.assert_array_equal(got, cpu.run(None, {"a": a, "b": b})[0])  # no overflow with these values

@@ -121,9 +121,6 @@ void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
   if (sb[sb.size() - 2] != K)
     throw std::runtime_error("MatMul inner dimensions differ: " + std::to_string(K) + " vs " +
                              std::to_string(sb[sb.size() - 2]));
-  if (!fp8_ && K > kernels::kQGemmMaxK)
-    throw std::runtime_error("activation MatMul with K=" + std::to_string(K) + " exceeds the int32-exact limit " +
-                             std::to_string(kernels::kQGemmMaxK) + " of the INT8 kernels");
   const std::vector<int64_t> batch = BroadcastBatch(sa, sb);
   std::vector<int64_t> out_shape = batch;
   out_shape.push_back(M);
@@ -142,8 +139,34 @@ void QdqActMatMulNode::Compute(OrtKernelContext* raw_context) const {
   }
   if (fp8_)
     ComputeFp8(a, b, batch, M, K, N, out);
+  else if (K > kernels::kQGemmMaxK)
+    ComputeInt8Wide(a, b, batch, M, K, N, out);
   else
     ComputeInt8(a, b, batch, M, K, N, out);
+}
+
+void QdqActMatMulNode::ComputeInt8Wide(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch,
+                                       int64_t M, int64_t K, int64_t N, float* out) const {
+  const std::vector<int64_t> sa = a.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> sb = b.GetTensorTypeAndShapeInfo().GetShape();
+  const ONNXTensorElementDataType ta = a.GetTensorTypeAndShapeInfo().GetElementType();
+  const ONNXTensorElementDataType tb = b.GetTensorTypeAndShapeInfo().GetElementType();
+  int64_t batches = 1;
+  for (int64_t d : batch) batches *= d;
+  std::vector<uint8_t> a_u8(static_cast<size_t>(M * K)), b_u8(static_cast<size_t>(K * N));
+  const int32_t za = a_.zero_point_u8, zb = b_.zero_point_u8;
+  for (int64_t p = 0; p < batches; ++p) {
+    const int64_t ia = OperandBatch(p, batch, sa), ib = OperandBatch(p, batch, sb);
+    ToU8(a_, a, ta, quantize_u8_, static_cast<size_t>(ia * M * K), static_cast<size_t>(M * K), a_u8.data());
+    ToU8(b_, b, tb, quantize_u8_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_u8.data());
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += static_cast<int64_t>(a_u8[m * K + k] - za) * static_cast<int64_t>(b_u8[k * N + n] - zb);
+        out[(p * M + m) * N + n] = static_cast<float>(acc) * scale_;
+      }
+  }
 }
 
 void QdqActMatMulNode::ComputeInt8(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M,

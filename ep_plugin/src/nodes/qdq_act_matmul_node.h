@@ -37,6 +37,9 @@ class QdqActMatMulNode : public CompiledNode {
  private:
   void ComputeInt8(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M, int64_t K,
                    int64_t N, float* out) const;
+  // K past kQGemmMaxK (possible only when K was unknown at claim time): exact int64 sums, scalar.
+  void ComputeInt8Wide(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M, int64_t K,
+                       int64_t N, float* out) const;
   void ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const std::vector<int64_t>& batch, int64_t M, int64_t K,
                   int64_t N, float* out) const;
 

@@ -33,10 +33,10 @@ std::optional<QdqActMatMulSpec> MatchQdqActMatMul(const Ort::ConstNode& matmul, 
     if (spec.fp8 && !fp8_supported) throw NoMatch{"FP8 needs AVX512-BF16 + VBMI on this CPU"};
     const auto ra = graph::Shape(inputs[0]), rb = graph::Shape(inputs[1]);
     if (!ra || !rb || ra->size() < 2 || rb->size() < 2) throw NoMatch{"inputs of unknown rank or rank < 2"};
-    // INT8 sums are exact in int32 only up to K = kQGemmMaxK; a larger (or unknown) K stays with onnxruntime
+    // INT8 sums are exact in int32 only up to K = kQGemmMaxK: a larger static K stays with onnxruntime. An unknown K
+    // (attention's P x V, K = the sequence length) is claimed; a run with K past the limit takes an exact int64 path.
     const int64_t k_static = ra->back();
-    if (!spec.fp8 && (k_static < 0 || k_static > kernels::kQGemmMaxK))
-      throw NoMatch{"K unknown or too large for exact int32 accumulation"};
+    if (!spec.fp8 && k_static > kernels::kQGemmMaxK) throw NoMatch{"K too large for exact int32 accumulation"};
     spec.key = outputs[0].GetName();
     spec.nodes = spec.a.nodes;
     spec.nodes.insert(spec.nodes.end(), spec.b.nodes.begin(), spec.b.nodes.end());

@@ -371,3 +371,10 @@ def test_io_dim_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert rc != 0
     assert "Traceback" not in captured.err and "UTF-8" in captured.err, captured.err
+
+
+def test_models_that_crash_onnxruntime_itself_are_skipped_not_run() -> None:
+    """Stock onnxruntime 1.32 segfaults creating a session for LayerNormalization(x, scale, "") (found by the
+    fuzzer): the harness must recognise it before any session exists, or the fuzzing process dies."""
+    data = (FUZZ / "ort_crashes" / "layernorm_empty_bias_input.onnx").read_bytes()
+    assert harness.check(data, strict=True).label == "skip:crashes-onnxruntime"

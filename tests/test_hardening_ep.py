@@ -378,3 +378,12 @@ def test_models_that_crash_onnxruntime_itself_are_skipped_not_run() -> None:
     fuzzer): the harness must recognise it before any session exists, or the fuzzing process dies."""
     data = (FUZZ / "ort_crashes" / "layernorm_empty_bias_input.onnx").read_bytes()
     assert harness.check(data, strict=True).label == "skip:crashes-onnxruntime"
+
+
+def test_supervisor_tells_onnxruntime_crashes_from_ep_findings() -> None:
+    """The fuzz supervisor replays a dead engine's input on stock onnxruntime alone, in a fresh process: a crash
+    there is onnxruntime's (kept, fuzzing goes on); a seed that runs fine there would be the EP's finding."""
+    import fuzz_ep
+
+    assert fuzz_ep._onnxruntime_alone_crashes(FUZZ / "ort_crashes" / "layernorm_empty_bias_input.onnx")
+    assert not fuzz_ep._onnxruntime_alone_crashes(FUZZ / "corpus" / "int8_mlp.onnx")

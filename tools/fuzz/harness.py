@@ -251,9 +251,14 @@ def _compare(names: list[str], ref: list, got: list) -> None:  # type: ignore[ty
             raise Finding(f"output '{name}': max |onnxq - onnxruntime| = {err:.4g} with max |output| {scale:.4g}")
 
 
+def seed_of(data: bytes) -> int:
+    """The seed of an input's feeds (make_feeds): a function of its bytes, so a replay feeds the same values."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
+
+
 def check(data: bytes, *, strict: bool = False, differential: bool = True, ep_threads: int = 2) -> Outcome:
     """Classify one model; raises Finding for anything the EP must never do (see the module docstring)."""
-    seed = int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
+    seed = seed_of(data)
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)

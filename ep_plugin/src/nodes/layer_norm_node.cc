@@ -11,26 +11,21 @@
 namespace onnxq {
 namespace {
 
-// A float tensor input whose last dimension is D; its shape.
-std::vector<int64_t> FloatRowsShape(const Ort::ConstValue& v, int64_t D, const char* what) {
-  if (static_cast<const OrtValue*>(v) == nullptr || !v.IsTensor())
-    throw std::runtime_error(std::string(what) + " is missing or not a tensor");
-  auto info = v.GetTensorTypeAndShapeInfo();
-  if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-    throw std::runtime_error(std::string(what) + " is not float");
-  std::vector<int64_t> shape = info.GetShape();
-  if (shape.empty() || shape.back() != D)
-    throw std::runtime_error(std::string(what) + ": last dimension is not the LayerNormalization size " +
-                             std::to_string(D));
-  return shape;
-}
-
 // A float tensor input's shape.
 std::vector<int64_t> FloatShape(const Ort::ConstValue& v, const char* what) {
   if (static_cast<const OrtValue*>(v) == nullptr || !v.IsTensor() ||
       v.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
     throw std::runtime_error(std::string(what) + " is missing or not a float tensor");
   return v.GetTensorTypeAndShapeInfo().GetShape();
+}
+
+// The same, for an input whose last dimension must be D.
+std::vector<int64_t> FloatRowsShape(const Ort::ConstValue& v, int64_t D, const char* what) {
+  std::vector<int64_t> shape = FloatShape(v, what);
+  if (shape.empty() || shape.back() != D)
+    throw std::runtime_error(std::string(what) + ": last dimension is not the LayerNormalization size " +
+                             std::to_string(D));
+  return shape;
 }
 
 int64_t Count(const std::vector<int64_t>& shape) {
@@ -154,13 +149,8 @@ void LayerNormNode::Compute(OrtKernelContext* raw_context) const {
   auto kernel = fast_ ? kernels::LayerNormAvx512 : kernels::LayerNormRef;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   // below ~64K values a split costs more than it saves
-  const int64_t chunks = std::min<int64_t>(rows, rows * D_ >= (1 << 16) ? threads : 1);
-  if (chunks <= 1) return kernel(args, 0, rows);
-  const int64_t per = (rows + chunks - 1) / chunks;
-  pool_->ParallelFor(static_cast<size_t>(chunks), [&](size_t c) {
-    const int64_t r0 = static_cast<int64_t>(c) * per, r1 = std::min(rows, r0 + per);
-    if (r0 < r1) kernel(args, r0, r1);
-  });
+  ThreadPool::ParallelRanges(pool_, rows, rows * D_ >= (1 << 16) ? threads : 1,
+                             [&](int64_t r0, int64_t r1) { kernel(args, r0, r1); });
 }
 
 }  // namespace onnxq

@@ -56,18 +56,10 @@ void SparseFp8MatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.C = out;
   args.ldc = N;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
-  const int64_t chunks = std::min<int64_t>(N, threads * 4);
-  const int64_t per = (N + chunks - 1) / chunks;
   const uint16_t* pk = packed.data();
-  auto run = [&](size_t c) {
-    const int64_t n0 = static_cast<int64_t>(c) * per, n1 = std::min(N, n0 + per);
-    if (n0 < n1) kernels::SpmmBf16_4x1_Avx512(args, pk, n0, n1);
-  };
-  if (pool_ == nullptr || threads == 1) {
-    for (int64_t c = 0; c < chunks; ++c) run(static_cast<size_t>(c));
-  } else {
-    pool_->ParallelFor(static_cast<size_t>(chunks), run);
-  }
+  ThreadPool::ParallelRanges(pool_, N, threads * 4, [&](int64_t n0, int64_t n1) {
+    kernels::SpmmBf16_4x1_Avx512(args, pk, n0, n1);
+  });
 }
 
 }  // namespace onnxq

@@ -63,15 +63,11 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
     const float* x = input.GetTensorData<float>();
     uint8_t* dst = packed.data();
     const int64_t tiles = kernels::PackedTokenTiles(M);
-    auto pack = [&](size_t t) {
-      kernels::QuantizePackTokensU8Avx512(x, M, K, K, to_u8_.quantize_scale, to_u8_.quantize_zero_point_u8, dst,
-                                          static_cast<int64_t>(t), static_cast<int64_t>(t) + 1);
-    };
-    if (threads > 1 && tiles > 1) {  // else a serial tenth of the run caps 2 threads at ~1.8x
-      pool_->ParallelFor(static_cast<size_t>(tiles), pack);
-    } else {
-      kernels::QuantizePackTokensU8Avx512(x, M, K, K, to_u8_.quantize_scale, to_u8_.quantize_zero_point_u8, dst);
-    }
+    // one tile per task over the pool: serial, this tenth of the run capped 2 threads at ~1.8x
+    ThreadPool::ParallelRanges(pool_, tiles, threads > 1 ? tiles : 1, [&](int64_t t0, int64_t t1) {
+      kernels::QuantizePackTokensU8Avx512(x, M, K, K, to_u8_.quantize_scale, to_u8_.quantize_zero_point_u8, dst, t0,
+                                          t1);
+    });
   } else {
     if (a_u8.size() < static_cast<size_t>(M * K)) a_u8.resize(static_cast<size_t>(M * K));
     to_u8_(input, io.type, M, K, K, a_u8.data());
@@ -88,18 +84,10 @@ void SparseQdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
   args.C = out;
   args.ldc = N;
-  const int64_t chunks = std::min<int64_t>(N, threads);
-  const int64_t per = (N + chunks - 1) / chunks;
   const uint8_t* pk = packed.data();
-  auto run = [&](size_t c) {
-    const int64_t n0 = static_cast<int64_t>(c) * per, n1 = std::min(N, n0 + per);
-    if (n0 < n1) kernels::SpmmU8S8_4x1_Avx512Vnni(args, pk, n0, n1);
-  };
-  if (pool_ == nullptr || threads == 1) {
-    for (int64_t c = 0; c < chunks; ++c) run(static_cast<size_t>(c));
-  } else {
-    pool_->ParallelFor(static_cast<size_t>(chunks), run);
-  }
+  ThreadPool::ParallelRanges(pool_, N, threads, [&](int64_t n0, int64_t n1) {
+    kernels::SpmmU8S8_4x1_Avx512Vnni(args, pk, n0, n1);
+  });
 }
 
 }  // namespace onnxq

@@ -46,24 +46,28 @@ Ort::ConstValue ConstantValue(const Ort::ConstValueInfo& v) {
   return value;
 }
 
-int64_t IntAttr(const Ort::ConstNode& n, const char* name, int64_t default_value) {
+namespace {
+
+// A scalar attribute of the given type, or the default when it is absent, of another type or unreadable.
+template <typename T>
+T ScalarAttr(const Ort::ConstNode& n, const char* name, OrtOpAttrType type, T default_value) {
   Ort::ConstOpAttr attr{nullptr};
   Ort::Status status = n.GetAttributeByName(name, attr);
-  if (!status.IsOK() || static_cast<const OrtOpAttr*>(attr) == nullptr) return default_value;
-  if (attr.GetType() != ORT_OP_ATTR_INT) return default_value;
-  int64_t value = default_value;
+  if (!status.IsOK() || static_cast<const OrtOpAttr*>(attr) == nullptr || attr.GetType() != type)
+    return default_value;
+  T value = default_value;
   if (!attr.GetValue(value).IsOK()) return default_value;
   return value;
 }
 
+}  // namespace
+
+int64_t IntAttr(const Ort::ConstNode& n, const char* name, int64_t default_value) {
+  return ScalarAttr<int64_t>(n, name, ORT_OP_ATTR_INT, default_value);
+}
+
 float FloatAttr(const Ort::ConstNode& n, const char* name, float default_value) {
-  Ort::ConstOpAttr attr{nullptr};
-  Ort::Status status = n.GetAttributeByName(name, attr);
-  if (!status.IsOK() || static_cast<const OrtOpAttr*>(attr) == nullptr) return default_value;
-  if (attr.GetType() != ORT_OP_ATTR_FLOAT) return default_value;
-  float value = default_value;
-  if (!attr.GetValue(value).IsOK()) return default_value;
-  return value;
+  return ScalarAttr<float>(n, name, ORT_OP_ATTR_FLOAT, default_value);
 }
 
 bool HasAttr(const Ort::ConstNode& n, const char* name) {

@@ -1,5 +1,7 @@
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -77,6 +79,22 @@ void ThreadPool::WorkerLoop() {
       RunTasks(*job);
       job->refs.fetch_sub(1, std::memory_order_release);
     }
+  }
+}
+
+void ThreadPool::ParallelRanges(ThreadPool* pool, int64_t n, int64_t chunks,
+                                const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunks = std::max<int64_t>(1, std::min(n, chunks));
+  const int64_t per = (n + chunks - 1) / chunks;
+  auto run = [&](size_t c) {
+    const int64_t b = static_cast<int64_t>(c) * per, e = std::min(n, b + per);
+    if (b < e) fn(b, e);
+  };
+  if (pool == nullptr || pool->num_threads() == 1 || chunks == 1) {
+    for (int64_t c = 0; c < chunks; ++c) run(static_cast<size_t>(c));
+  } else {
+    pool->ParallelFor(static_cast<size_t>(chunks), run);
   }
 }
 

@@ -30,6 +30,11 @@ class ThreadPool {
   // Physical cores when they can be told apart from SMT siblings, else the logical CPU count.
   static int DefaultThreads();
 
+  // [0, n) cut into `chunks` contiguous ranges of ceil(n / chunks), fn(begin, end) for each non-empty one: on the
+  // pool, or in order on the calling thread when `pool` is null or has one thread.
+  static void ParallelRanges(ThreadPool* pool, int64_t n, int64_t chunks,
+                             const std::function<void(int64_t, int64_t)>& fn);
+
  private:
   struct Job {
     const std::function<void(size_t)>* fn = nullptr;

@@ -85,12 +85,11 @@ def main() -> int:
     if args.deepsparse_python and (unknown := [x for x in (args.deepsparse_model or []) if x not in labels]):
         ap.error(f"--deepsparse-model {unknown}: no such --model label")
     with pinned(args.threads):  # sessions, DeepSparse workers and timing alike (see onnxq.bench.pinned)
-        return _run(args)
+        return _run(args, labels)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, models: dict[str, str]) -> int:
     load_start = os.getloadavg()
-    models = dict(m.split("=", 1) for m in args.model)
     ds_labels = (args.deepsparse_model or list(models)) if args.deepsparse_python else []
     sessions = {"ort fp32": bench_session(args.fp32, args.threads, False)}
     claims = {}

@@ -184,20 +184,8 @@ def _is_onnxruntime_oom(report: str) -> bool:
     return "libonnxq_ep" not in frames and "onnxq::" not in frames
 
 
-_CPU_ONLY = """
-import sys
-sys.path.insert(0, sys.argv[2])
-import harness, onnxruntime as ort
-data = open(sys.argv[1], "rb").read()
-try:
-    sess = ort.InferenceSession(data, sess_options=harness._options(), providers=["CPUExecutionProvider"],
-                                enable_fallback=0)
-    feeds = harness.make_feeds(sess, harness.seed_of(data))
-    if not isinstance(feeds, str):
-        sess.run(None, feeds)
-except Exception:
-    pass
-"""
+_CPU_ONLY = "import sys; sys.path.insert(0, sys.argv[2]); import harness; " \
+            "harness.run_onnxruntime_alone(open(sys.argv[1], 'rb').read())"
 
 
 def _onnxruntime_alone_crashes(path: Path) -> bool:

@@ -202,6 +202,19 @@ def make_feeds(sess: ort.InferenceSession, seed: int) -> dict[str, object] | str
     return feeds
 
 
+def run_onnxruntime_alone(data: bytes) -> None:
+    """What check() asks of stock onnxruntime, without the EP: a session, the seeded feeds, one run; errors are
+    swallowed. For the fuzz supervisor, which calls it in a fresh process to see whether a crash is onnxruntime's."""
+    try:
+        sess = ort.InferenceSession(data, sess_options=_options(), providers=["CPUExecutionProvider"],
+                                    enable_fallback=0)
+        feeds = make_feeds(sess, seed_of(data))
+        if not isinstance(feeds, str):
+            sess.run(None, feeds)
+    except Exception:  # noqa: BLE001 - only a crash of the process matters here
+        pass
+
+
 def _run(sess: ort.InferenceSession, names: list[str], feeds: dict[str, object]) -> list[np.ndarray]:
     """Run with OrtValues in and out, so outputs numpy has no type for (FP8) come back as their raw bytes."""
     values = {k: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(v) for k, v in feeds.items()}

@@ -124,9 +124,7 @@ int64_t PackedTokenTiles(int64_t M) {
 }
 
 size_t PackedTokensSize(int64_t M, int64_t K) {
-  if (M <= kSpmmGemvMaxM) return 0;
-  const int64_t T = SpmmTokenTile(M, kSpmmU8TokenTile);
-  return static_cast<size_t>((M + T - 1) / T * (K / 4) * T * 4);
+  return static_cast<size_t>(PackedTokenTiles(M) * (K / 4) * SpmmTokenTile(M, kSpmmU8TokenTile) * 4);
 }
 
 void PackTokensU8(const uint8_t* A, int64_t M, int64_t K, int64_t lda, uint8_t* out) {

@@ -21,7 +21,13 @@ def _version_text() -> str:
         from onnxq import _kernels, ep
 
         lines.append(f"EP library {ep.library_path()}")
+        from onnxq.cpu import ISA_ENV, cpu_model
+
+        level, top = _kernels.isa_level(), _kernels.detected_isa_level()
+        lines.append(f"CPU {cpu_model()}")
         lines.append(f"CPU features {_kernels.cpu_features() or '(baseline x86-64)'}")
+        lines.append(f"ISA level {level}" + (f" (capped by {ISA_ENV}; this CPU supports {top})" if level != top else
+                                            f" (this CPU's highest; cap with {ISA_ENV}=scalar|avx2|...)"))
     except (ImportError, OnnxqError) as e:
         lines.append(f"EP library not available: {e}")
     return "\n".join(lines)

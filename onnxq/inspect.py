@@ -33,6 +33,7 @@ class ModelReport:
     ep_claims: dict[str, list[str]] = field(default_factory=dict)
     ep_error: str | None = None
     ep_checked: bool = False
+    isa_level: str = ""  # the level the EP's kernels were chosen at (onnxq.cpu)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +96,9 @@ def inspect_model(path: str | os.PathLike[str], *, with_ep: bool = True) -> Mode
         report.ep_checked = True
         try:
             from onnxq import ep
+            from onnxq.cpu import cpu_label
 
+            report.isa_level = cpu_label()
             sess = ep.session(os.fspath(path))
             report.ep_claims = ep.assigned_nodes(sess)
         except Exception as e:  # a model the EP session rejects is still worth inspecting
@@ -143,6 +146,8 @@ def format_report(r: ModelReport) -> str:
             f"onnxq EP   claims {len(claimed)} of {sum(len(v) for v in r.ep_claims.values())} nodes"
             + (" (" + ", ".join(f"{k}: {v}" for k, v in others.items()) + ")" if others else "")
         )
+        if r.isa_level:
+            lines.append(f"{'':<10} on {r.isa_level}")
         by_op = Counter(n.split(":", 1)[0] for n in claimed)
         if by_op:
             lines.append(f"{'':<10} " + ", ".join(f"{k} {v}" for k, v in sorted(by_op.items())))

@@ -22,17 +22,13 @@ import pytest
 
 import onnxq
 import onnxq.ep as ep
-from onnxq import _kernels
 from onnxq.testing import sample_inputs, tiny_encoder_model
 
 SANITIZED = os.environ.get("ONNXQ_SANITIZED") == "1"
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 
 
-@pytest.fixture(autouse=True)
-def _fp8_kernel_everywhere(monkeypatch):
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
 def _quantized_encoder(recipe: str, sparse: bool = False) -> bytes:

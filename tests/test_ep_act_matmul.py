@@ -23,10 +23,7 @@ FP8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 MAX = {"e4m3fn": 448.0, "e5m2": 57344.0}
 
 
-@pytest.fixture(autouse=True)
-def _fp8_kernel_everywhere(monkeypatch):
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
 def _params(model):

@@ -24,15 +24,9 @@ from onnxq.testing import fp8_qdq_matmul_model
 EP = ep.EP_NAME
 DT = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 ONNX_FP8 = {"e4m3fn": onnx.TensorProto.FLOAT8E4M3FN, "e5m2": onnx.TensorProto.FLOAT8E5M2}
-FAST = len(_kernels.fp8_gemm_kernels()) > 1
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
-
-@pytest.fixture(autouse=True)
-def _fp8_kernel_everywhere(monkeypatch):
-    """Without AVX512-BF16 the EP leaves FP8 to onnxruntime; force its reference kernel so these tests still run."""
-    if not FAST:
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
 
 
 # ------------------------------------------------------------------------------------------ conversions

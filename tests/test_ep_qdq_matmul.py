@@ -26,6 +26,8 @@ import onnxq.ep as ep
 from onnxq import _kernels
 from onnxq.testing import qdq_matmul_model, quantize_weight_per_column_s8
 
+pytestmark = pytest.mark.every_isa
+
 EP = ep.EP_NAME
 
 

@@ -19,10 +19,7 @@ EP = ep.EP_NAME
 FP8 = {"e4m3fn": TensorProto.FLOAT8E4M3FN, "e5m2": TensorProto.FLOAT8E5M2}
 
 
-@pytest.fixture(autouse=True)
-def _fp8_everywhere(monkeypatch):
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
 def _model(nodes, inputs, outputs, inits):

@@ -22,7 +22,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
-from onnxq import _kernels
 from onnxq.testing import fp8_qdq_matmul_model, fp8_tensor, qdq_act_matmul_model, qdq_matmul_model
 
 FUZZ = Path(__file__).resolve().parent.parent / "tools" / "fuzz"
@@ -32,10 +31,7 @@ import harness  # noqa: E402
 EP = ep.EP_NAME
 
 
-@pytest.fixture(autouse=True)
-def _fp8_kernel_everywhere(monkeypatch):
-    if len(_kernels.fp8_gemm_kernels()) == 1:  # no AVX512-BF16: the EP claims FP8 only with the reference forced
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
 def _copy(m: onnx.ModelProto) -> onnx.ModelProto:

@@ -10,6 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxq import _kernels
 
+pytestmark = pytest.mark.every_isa
+
 
 def qgemm_numpy(a, a_zp, b, b_zp, scale, bias=None):
     """C = float32(sum_k (a - a_zp)(b - b_zp[n])) * scale[n] (+ bias[n]), in that operation order."""

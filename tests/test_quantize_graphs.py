@@ -26,7 +26,6 @@ from _qmodels import (
 
 import onnxq
 import onnxq.ep as ep
-from onnxq import _kernels
 from onnxq.model_io import save_model
 from onnxq.testing import tiny_encoder_model
 
@@ -35,10 +34,7 @@ FP8_TYPES = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2}
 ONE_BYTE = FP8_TYPES | {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 
 
-@pytest.fixture(autouse=True)
-def _fp8_kernel_everywhere(monkeypatch):
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        monkeypatch.setenv("ONNXQ_FP8_KERNEL", "ref")
+pytestmark = pytest.mark.usefixtures("fp8_kernel_everywhere")
 
 
 def _run(model: onnx.ModelProto, feed: dict) -> list[np.ndarray]:

@@ -15,12 +15,17 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxq
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.cpu import isa_at_least
 from onnxq.errors import OnnxqError
 from onnxq.sparse import format as fmt
 from onnxq.testing import int8_qdq_static, sample_inputs, tiny_encoder_model
 
 EP = ep.EP_NAME
-HAS_VNNI = "avx512_vnni" in _kernels.cpu_features()
+pytestmark = pytest.mark.every_isa
+
+
+def _has_vnni() -> bool:  # at test time: the ISA ceiling (conftest's isa_level) may hide it
+    return isa_at_least("avx512vnni")
 
 
 def _random_block_sparse(k, n, bk, bn, sparsity, dtype=np.int8, seed=0):
@@ -124,7 +129,7 @@ def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
     scale = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     dense = _kernels.qgemm_u8s8(a, 77, w, np.zeros(1, np.int8), scale, bias, kernel="ref")
-    kernels = ["ref"] + (["avx512vnni"] if HAS_VNNI else [])
+    kernels = ["ref"] + (["avx512vnni"] if _has_vnni() else [])
     for kernel in kernels:
         for threads in (1, 2):
             g = _kernels.PackedSpmmU8S8(bs.values, bs.block_rows, bs.col_ptr, k, n, scale, bias, kernel, threads)
@@ -132,9 +137,10 @@ def test_sparse_kernel_equals_dense_integer_path(m, k, n, sparsity):
             np.testing.assert_array_equal(got, dense, err_msg=f"{kernel} t={threads}")
 
 
-@pytest.mark.skipif(not HAS_VNNI, reason="the chunked kernel needs AVX512-VNNI (the reference has no K chunks)")
 @pytest.mark.parametrize("chunk_groups", ["1", "5", "48", "250", ""])
 def test_sparse_kernel_k_chunks_equal_dense(monkeypatch, chunk_groups):
+    if not _has_vnni():
+        pytest.skip("the chunked kernel needs AVX512-VNNI (the reference has no K chunks)")
     # K chunking (per-weight chunk size, partial sums carried between chunks) must not change a single bit,
     # whatever the chunk size: one group, a size not dividing K/4, the L1 size, more than K/4, the density rule
     monkeypatch.setenv("ONNXQ_SPMM_CHUNK_GROUPS", chunk_groups)
@@ -149,10 +155,11 @@ def test_sparse_kernel_k_chunks_equal_dense(monkeypatch, chunk_groups):
     np.testing.assert_array_equal(g(a, 3), dense)
 
 
-@pytest.mark.skipif(not HAS_VNNI, reason="the fused quantize-and-repack is part of the AVX512-VNNI sparse path")
 @pytest.mark.parametrize("m", [2, 15, 16, 17, 33, 64, 65, 130])
 @pytest.mark.parametrize("k", [4, 12, 16, 20, 60, 768])
 def test_fused_quantize_into_token_tiles_equals_quantize_then_repack(m, k):
+    if not _has_vnni():
+        pytest.skip("the fused quantize-and-repack is part of the AVX512-VNNI sparse path")
     # the EP quantizes a float input straight into the kernel's token tiles; bytes must equal the scalar
     # QuantizeLinear on rows followed by the scalar repacking, pad tokens included, across tile / K tails,
     # with NaN, infinities, values past the u8 range and exact rounding ties in the input
@@ -378,7 +385,7 @@ def test_sparse_fp8_kernel_against_float64(m, k, n, fp8):
     exact = prod * scale + bias
     bound = (k + 2) * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(w.astype(np.float64))) * scale + \
         2.0**-23 * (np.abs(prod * scale) + np.abs(exact))
-    kernels = ["ref"] + (["avx512bf16"] if "avx512_bf16" in _kernels.cpu_features() else [])
+    kernels = ["ref"] + (["avx512bf16"] if isa_at_least("avx512bf16") else [])
     for kernel in kernels:
         for threads in (1, 2):
             g = _kernels.PackedSpmmBf16(bs.values.reshape(-1), fp8, bs.block_rows, bs.col_ptr, k, n, scale, bias,

@@ -425,7 +425,18 @@ class PackedSpmmBf16 {
 PYBIND11_MODULE(_kernels, m) {
   m.doc() = "onnxq kernels (reference and ISA-specific), exposed for tests and benchmarks";
   m.def("cpu_features", [] { return CpuFeaturesString(GetCpuFeatures()); },
-        "CPU features the kernels can use on this machine (cpuid + OS support)");
+        "CPU features the kernels may use: detected (cpuid + OS support), capped by the ISA ceiling (ONNXQ_MAX_ISA)");
+  m.def("detected_cpu_features", [] { return CpuFeaturesString(DetectedCpuFeatures()); },
+        "CPU features this machine offers, ignoring the ISA ceiling");
+  m.def("isa_level", [] { return std::string(IsaLevelName(ActiveIsaLevel())); },
+        "the ISA level kernels are chosen at: the CPU's highest, capped by ONNXQ_MAX_ISA");
+  m.def("detected_isa_level", [] { return std::string(IsaLevelName(HighestIsaLevel(DetectedCpuFeatures()))); },
+        "the highest ISA level this CPU supports");
+  m.def("isa_levels", [] {
+    std::vector<std::string> names;
+    for (int i = 0; i <= static_cast<int>(IsaLevel::kAmx); ++i) names.push_back(IsaLevelName(static_cast<IsaLevel>(i)));
+    return names;
+  }, "every ISA level, lowest first");
   m.def("qgemm_u8s8_kernels", [] {
     std::vector<std::string> names;
     for (const auto* k : AvailableQGemmU8S8Kernels()) names.push_back(k->name);

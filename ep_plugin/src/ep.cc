@@ -52,7 +52,7 @@ bool Fp8Claimable() {
 }  // namespace
 
 OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options)
-    : OrtEp{}, factory_(factory), logger_(logger) {
+    : OrtEp{}, factory_(factory), logger_(logger), max_isa_(options.max_isa) {
   const int threads = options.num_threads > 0 ? options.num_threads : ThreadPool::DefaultThreads();
   pool_ = std::make_unique<ThreadPool>(threads);
   ort_version_supported = ORT_API_VERSION;
@@ -77,6 +77,8 @@ OrtStatus* ORT_API_CALL OnnxqEp::GetCapabilityImpl(OrtEp* this_ptr, const OrtGra
 }
 
 void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* support) {
+  // What is claimed depends on the kernels available under this session's ceiling (FP8 needs a vector kernel).
+  kernels::ScopedIsaCeiling ceiling(max_isa_);
   Ort::ConstGraph graph{ort_graph};
   std::set<const OrtNode*> claimed;
   const bool fp8 = Fp8Claimable();
@@ -164,6 +166,8 @@ OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** g
 
 void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes, size_t count,
                       OrtNodeComputeInfo** infos) {
+  // Every node picks its kernels in its constructor, under this session's ceiling.
+  kernels::ScopedIsaCeiling ceiling(max_isa_);
   for (size_t i = 0; i < count; ++i) {
     Ort::ConstGraph graph{graphs[i]};
     std::string key;
@@ -217,7 +221,8 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
       }
     }
-    Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + ", " +
+    Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + " (ISA level " +
+                                       kernels::IsaLevelName(kernels::ActiveIsaLevel()) + "), " +
                                        std::to_string(pool_->num_threads()) + " threads");
     infos[i] = new QdqMatMulComputeInfo(std::move(node));
   }

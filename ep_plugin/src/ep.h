@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/cpu_features.h"
 #include "ort_api.h"
 #include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
@@ -21,6 +22,7 @@ class OnnxqEp : public OrtEp {
  public:
   struct Options {
     int num_threads = 0;  // 0: physical cores
+    kernels::IsaLevel max_isa = kernels::IsaLevel::kAmx;  // ISA ceiling for this session's kernels
   };
   OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options);
   ~OnnxqEp();
@@ -49,6 +51,7 @@ class OnnxqEp : public OrtEp {
   std::map<std::string, StandaloneQdqSpec> pending_standalone_;
   std::map<std::string, LayerNormSpec> pending_layer_norm_;
   std::unique_ptr<ThreadPool> pool_;
+  kernels::IsaLevel max_isa_;
 };
 
 }  // namespace onnxq

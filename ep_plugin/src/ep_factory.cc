@@ -63,6 +63,7 @@ OrtStatus* ORT_API_CALL OnnxqEpFactory::GetSupportedDevicesImpl(OrtEpFactory* th
       Ort::KeyValuePairs metadata;
       metadata.Add("onnxq_version", ONNXQ_VERSION);
       metadata.Add("cpu_features", kernels::CpuFeaturesString(kernels::GetCpuFeatures()).c_str());
+      metadata.Add("isa_level", kernels::IsaLevelName(kernels::ActiveIsaLevel()));
       OrtEpDevice* ep_device = nullptr;
       Ort::ThrowOnError(factory->ep_api.CreateEpDevice(factory, devices[i], metadata.GetConst(), nullptr, &ep_device));
       ep_devices[(*num_ep_devices)++] = ep_device;
@@ -111,6 +112,14 @@ int ParseThreads(const std::string& text) {
   return v;
 }
 
+kernels::IsaLevel ParseMaxIsa(const std::string& text) {
+  kernels::IsaLevel level = kernels::IsaLevel::kAmx;
+  if (!text.empty() && !kernels::ParseIsaLevel(text, &level))
+    throw std::invalid_argument("onnxq EP option max_isa must be one of " + std::string(kernels::IsaLevelNames()) +
+                                ", got '" + text + "'");
+  return level;
+}
+
 }  // namespace
 
 OrtStatus* ORT_API_CALL OnnxqEpFactory::CreateEpImpl(OrtEpFactory* this_ptr, const OrtHardwareDevice* const*,
@@ -123,6 +132,8 @@ OrtStatus* ORT_API_CALL OnnxqEpFactory::CreateEpImpl(OrtEpFactory* this_ptr, con
     if (num_devices != 1) throw std::invalid_argument("the onnxq EP runs on exactly one CPU device");
     OnnxqEp::Options options;
     options.num_threads = ParseThreads(ProviderOption(factory->ort_api, session_options, "num_threads"));
+    options.max_isa = ParseMaxIsa(ProviderOption(factory->ort_api, session_options, "max_isa"));
+    kernels::IsaCeiling();  // an invalid ONNXQ_MAX_ISA fails session creation here, with its message
     *ep = new OnnxqEp(*factory, *logger, options);
   });
 }

@@ -66,7 +66,8 @@ namespace onnxq::kernels {
 void RepackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K, int64_t N, int8_t zero_point,
                      PackedWeightsS8* out) {
   const bool vnni_layout = layout == WeightLayoutS8::kPanelsK4N64 || layout == WeightLayoutS8::kPanelsK4N64Amx;
-  if (!vnni_layout || !GetCpuFeatures().avx512bw) {
+  // The VNNI / AMX layouts are chosen only by kernels that run at or above AVX-512 (the ceiling allowed it).
+  if (!vnni_layout || !DetectedCpuFeatures().avx512bw) {
     *out = PackWeightsS8(layout, b, K, N, &zero_point, 1);
     return;
   }

@@ -273,7 +273,7 @@ class PackedGemmBf16Fp8 {
 
 py::array_t<uint16_t> ToBf16Py(CArray<float> x, const std::string& variant) {
   py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  const bool fast = variant != "ref" && HasFastGemmBf16Fp8Kernel();
+  const bool fast = variant != "ref" && GetCpuFeatures().avx512_bf16;
   (fast ? ConvertToBf16Avx512 : ConvertToBf16Ref)(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
   return y;
 }
@@ -281,7 +281,7 @@ py::array_t<uint16_t> ToBf16Py(CArray<float> x, const std::string& variant) {
 py::array_t<uint16_t> QuantizeFp8ToBf16Py(CArray<float> x, float scale, const std::string& format,
                                           const std::string& variant) {
   py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  const bool fast = variant != "ref" && HasFastGemmBf16Fp8Kernel();
+  const bool fast = variant != "ref" && GetCpuFeatures().avx512_bf16;
   (fast ? QuantizeFp8ToBf16Avx512 : QuantizeFp8ToBf16Ref)(x.data(), static_cast<size_t>(x.size()), scale,
                                                          ParseFormat(format), y.mutable_data());
   return y;

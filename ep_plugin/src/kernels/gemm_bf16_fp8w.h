@@ -9,6 +9,7 @@
 // agree with the reference within fp32 summation error, not bit for bit.
 //
 //   gemm_bf16_fp8w_ref.cc        scalar reference, row-major weights
+//   gemm_bf16_fp8w_avx2.cc       AVX2 + FMA + F16C: FP8 widened through FP16 bits to fp32, FMA; 6 x 16 tile
 //   gemm_bf16_fp8w_avx512bf16.cc AVX512-BF16 + VBMI: 6 x 64 tile
 //   gemm_bf16_fp8w_amx.cc        AMX-BF16: tdpbf16ps on 2 x 2 tiles (32 x 32 per step) over each widened panel
 #pragma once
@@ -24,6 +25,7 @@ enum class WeightLayoutFp8 {
   kRowMajorKN,          // W[k * N + n]                                              (reference)
   kPanelsK2N64Permuted, // [N/64][K/2][2 chunks x 64 bytes], bytes ordered for the unpack after vpermi2b
   kPanelsK2N64PermutedAmx,  // the same, K padded to 32 (whole 16-pair B tiles)
+  kPanelsK1N16,         // [N/16][k_padded][16 columns] bytes                                (AVX2)
 };
 
 struct PackedWeightsFp8 {
@@ -34,6 +36,9 @@ struct PackedWeightsFp8 {
   WeightLayoutFp8 layout = WeightLayoutFp8::kRowMajorKN;
   int64_t panel_width = 1;
   AlignedBuffer<uint8_t> data;
+  // kPanelsK1N16 only, length N: what the AVX2 kernel multiplies each column's sum by before the scale — 2^8 for
+  // E4M3FN (its FP16-bit widening is the value times 2^-8), 1 for E5M2; NaN where the column holds a NaN weight.
+  std::vector<float> column_factor;
 };
 
 struct GemmBf16Fp8Args {
@@ -79,6 +84,7 @@ bool HasFastGemmBf16Fp8Kernel();  // a vector variant exists on this CPU (the EP
 PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_t K, int64_t N, Fp8Format format);
 
 const GemmBf16Fp8Kernel& GemmBf16Fp8RefKernel();
+const GemmBf16Fp8Kernel* GemmBf16Fp8Avx2Kernel();
 const GemmBf16Fp8Kernel* GemmBf16Fp8Avx512Kernel();
 const GemmBf16Fp8Kernel* GemmBf16Fp8AmxKernel();  // null unless compiled in and the OS grants AMX tile state
 

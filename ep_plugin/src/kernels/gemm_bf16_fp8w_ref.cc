@@ -1,6 +1,7 @@
 // Scalar reference for the FP8-weight GEMM family, plus packing and variant selection (no ISA code here).
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -55,6 +56,7 @@ std::vector<const GemmBf16Fp8Kernel*> AvailableGemmBf16Fp8Kernels() {
     out.push_back(GemmBf16Fp8AmxKernel());
   if (f.avx512_bf16 && f.avx512_vbmi && f.avx512bw && f.avx512vl && GemmBf16Fp8Avx512Kernel() != nullptr)
     out.push_back(GemmBf16Fp8Avx512Kernel());
+  if (f.avx2 && f.fma && f.f16c && GemmBf16Fp8Avx2Kernel() != nullptr) out.push_back(GemmBf16Fp8Avx2Kernel());
   out.push_back(&kRef);
   return out;
 }
@@ -109,6 +111,20 @@ PackedWeightsFp8 PackWeightsFp8(WeightLayoutFp8 layout, const uint8_t* w, int64_
     p.k_padded = K;
     p.data.Reset(static_cast<size_t>(K * N));
     std::memcpy(p.data.data(), w, static_cast<size_t>(K * N));
+    return p;
+  }
+  if (layout == WeightLayoutFp8::kPanelsK1N16) {
+    p.panel_width = 16;
+    p.k_padded = (K + 1) / 2 * 2;
+    const int64_t panels = (N + 15) / 16;
+    p.data.Reset(static_cast<size_t>(panels * p.k_padded * 16));  // pad rows and columns: +0.0
+    p.column_factor.assign(static_cast<size_t>(N), format == Fp8Format::kE4M3FN ? 256.0f : 1.0f);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) {
+        const uint8_t v = w[k * N + n];
+        p.data[static_cast<size_t>(((n / 16) * p.k_padded + k) * 16 + n % 16)] = v;
+        if (format == Fp8Format::kE4M3FN && (v & 0x7f) == 0x7f) p.column_factor[n] = std::numeric_limits<float>::quiet_NaN();
+      }
     return p;
   }
   // kPanelsK2N64Permuted: per panel of 64 columns and pair of K, two 64-byte chunks (32 columns x 2 K each).

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu_features.h"
 #include "kernels/parallel_gemm.h"
 #include "nodes/activation_bf16.h"
 
@@ -96,7 +97,7 @@ QdqActMatMulNode::QdqActMatMulNode(const QdqActMatMulSpec& spec, size_t a_index,
       b_(MakeSide(spec.b, b_index)),
       scale_(spec.a.dequantize_scale * spec.b.dequantize_scale),
       quantize_u8_(kernels::SelectQuantizeLinearU8()),
-      fast_fp8_convert_(kernels::HasFastGemmBf16Fp8Kernel()),
+      fast_fp8_convert_(kernels::GetCpuFeatures().avx512_bf16),  // AVX-512 converters and packer
       pool_(pool) {
   if (fp8_)
     fp8_kernel_ = &kernels::SelectGemmBf16Fp8Kernel();

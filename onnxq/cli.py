@@ -289,7 +289,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         tick = tqdm_progress("comparing", args.max_samples)
     report = compare_models(ref, quant, feeds, layers=not args.no_layers, max_samples=args.max_samples,
-                            memory_mb=args.memory_mb, progress=tick)
+                            memory_mb=args.memory_mb, progress=tick, runtime=args.runtime)
     report.reference, report.quantized = args.reference, args.quantized
     if args.synthetic:
         report.notes.append("SYNTHETIC inputs: a smoke check, not an accuracy claim")
@@ -441,10 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pc = sub.add_parser(
         "compare", help="per-layer SQNR and output cosine of a quantized model against its float original",
-        description="Run REFERENCE (float) and QUANTIZED on the same data with stock onnxruntime and report, per "
-        "model output, SQNR (dB), cosine, mean row cosine (rows = last axis, e.g. one embedding each) and max "
-        "|error|; and per layer (tensors both models share by name: MatMul/Gemm/Conv/Gather/Softmax/LayerNorm/Add "
-        "outputs) the accumulated SQNR and cosine, lowest first.")
+        description="Run REFERENCE (float, stock onnxruntime) and QUANTIZED (the onnxq EP, as it is deployed; "
+        "--runtime onnxruntime for stock onnxruntime alone) on the same data and report, per model output, SQNR "
+        "(dB), cosine, mean row cosine (rows = last axis, e.g. one embedding each) and max |error|; and per layer "
+        "(tensors both models share by name: MatMul/Gemm/Conv/Gather/Softmax/LayerNorm/Add outputs, computed by "
+        "stock onnxruntime) the accumulated SQNR and cosine, lowest first.")
     pc.add_argument("reference", help="the float .onnx")
     pc.add_argument("quantized", help="the quantized .onnx")
     pc.add_argument("--data", nargs="+", metavar="NPZ|DIR", help=".npz feeds (or a directory of them)")
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--max-samples", type=int, metavar="N", help="use at most N feeds")
     pc.add_argument("--memory-mb", type=float, default=1024.0, help="activation bytes per run, both models (1024)")
     pc.add_argument("--no-layers", action="store_true", help="outputs only")
+    pc.add_argument("--runtime", choices=("onnxq", "onnxruntime"), default="onnxq",
+                    help="what runs the quantized model's outputs: the onnxq EP with onnxruntime's CPU provider "
+                    "(default; exact INT8 on every CPU) or stock onnxruntime alone (its AVX2 INT8 kernel saturates)")
     pc.add_argument("--top", type=int, default=15, help="layers to print (lowest SQNR first; JSON has all)")
     pc.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     pc.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -141,3 +141,32 @@ def _text(obj: Any, attr: str) -> str:
         return str(getattr(obj, attr))
     except UnicodeDecodeError:
         return "<not UTF-8>"
+
+
+def measuring_session(model: str | os.PathLike[str] | bytes, *, use_ep: bool = True,
+                      threads: int = 0) -> tuple[ort.InferenceSession, str]:
+    """A session that measures a quantized model the way users run it, and a label naming what ran it.
+
+    With ``use_ep`` the onnxq EP runs what it claims (its integer kernels are exact on every CPU) and stock
+    onnxruntime the rest; without it, or where the EP cannot load, stock onnxruntime runs everything — whose INT8
+    results depend on the CPU: its AVX2 u8s8 kernel saturates 16-bit pair sums (``vpmaddubsw``), so on AVX2-only
+    CPUs it adds error the quantized model itself does not have.
+    """
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    src = model if isinstance(model, bytes) else os.fspath(model)
+    if use_ep:
+        try:
+            from onnxq.cpu import isa_level
+
+            sess = session(src, so)
+            return sess, f"onnxq EP (ISA level {isa_level()}) + onnxruntime CPU"
+        except (OnnxqError, ImportError):
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            if threads:
+                so.intra_op_num_threads = threads
+    return (ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"]),
+            f"onnxruntime {ort.__version__} CPU")

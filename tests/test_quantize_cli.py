@@ -81,3 +81,37 @@ def test_help(capsys, argv, needles):
     out = capsys.readouterr().out
     for n in needles:
         assert n in out
+
+
+def test_compare_measures_the_quantized_outputs_with_the_ep(tmp_path: Path, setup, capsys):
+    # `onnxq compare` runs the quantized model as it is deployed (the onnxq EP, exact on every CPU) and says so; the
+    # layer taps come from stock onnxruntime (noted). --runtime onnxruntime measures with stock onnxruntime alone.
+    src, calib = setup
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(src), "-o", str(out), "--format", "int8", "--data", str(calib), "--no-progress"]) == 0
+    capsys.readouterr()
+    reports = {}
+    for runtime in ("onnxq", "onnxruntime"):
+        cj = tmp_path / f"{runtime}.json"
+        assert main(["compare", str(src), str(out), "--data", str(calib), "--json", str(cj), "--no-progress",
+                     "--runtime", runtime]) == 0
+        text = capsys.readouterr().out
+        reports[runtime] = json.loads(cj.read_text())
+        assert f"runtime   {reports[runtime]['runtime']}" in text
+    assert reports["onnxq"]["runtime"].startswith("onnxq EP (ISA level ")
+    assert reports["onnxruntime"]["runtime"].startswith("onnxruntime ")
+    assert any("stock onnxruntime" in n for n in reports["onnxq"]["notes"])
+    # the same model and data: both measure a faithful quantized model (the EP's INT8 is exact; stock onnxruntime's
+    # may differ by its CPU's rounding / saturation, so only closeness is asserted)
+    for r in reports.values():
+        assert r["outputs"]["y"]["row_cosine"] > 0.9
+
+
+def test_accuracy_search_says_what_measured_the_candidates(tmp_path: Path, setup, capsys):
+    src, calib = setup
+    out = tmp_path / "a.onnx"
+    rep = tmp_path / "a.json"
+    assert main(["quantize", str(src), "-o", str(out), "--format", "int8", "--data", str(calib),
+                 "--accuracy-target", "0.9999", "--report", str(rep), "--no-progress"]) == 0
+    notes = json.loads(rep.read_text())["notes"]
+    assert any(n.startswith("accuracy search measured candidates with onnxq EP (ISA level ") for n in notes), notes

@@ -31,14 +31,20 @@ class Fallback:
 
 
 class _Scorer:
+    """Output fidelity of candidate models against the float model. Candidates run with the onnxq EP where it loads
+    (``runtime`` says what measured them): stock onnxruntime's INT8 result depends on the CPU (its AVX2 kernel
+    saturates), and that error would be charged to the layers."""
+
     def __init__(self, reference: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], metric: str) -> None:
         self.feeds, self.metric = list(feeds), metric
-        sess = _session(reference)
+        sess = _session(reference, use_ep=False)
         self.names = [o.name for o in reference.graph.output]
         self.ref = [sess.run(self.names, dict(f)) for f in self.feeds]
+        self.runtime = ""
 
     def __call__(self, model: onnx.ModelProto) -> float:
-        sess = _session(model)
+        sess = _session(model, use_ep=True)
+        self.runtime = getattr(sess, "_onnxq_runtime", "")
         stats = [TensorStats() for _ in self.names]
         for f, ref in zip(self.feeds, self.ref, strict=True):
             for s, a, b in zip(stats, ref, sess.run(self.names, dict(f)), strict=True):
@@ -48,11 +54,13 @@ class _Scorer:
         return float(min(s.sqnr_db for s in stats))
 
 
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+def _session(model: onnx.ModelProto, use_ep: bool) -> ort.InferenceSession:
+    from onnxq.ep import measuring_session
+
     try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+        sess, runtime = measuring_session(model.SerializeToString(), use_ep=use_ep)
+        sess._onnxq_runtime = runtime  # type: ignore[attr-defined]
+        return sess
     except onnxruntime_errors() as e:
         raise OnnxqError(f"onnxruntime cannot load a candidate model: {str(e).splitlines()[0]}") from e
 
@@ -60,14 +68,14 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 def accuracy_search(reference: onnx.ModelProto, plan: QuantPlan, build: Callable[[QuantPlan], onnx.ModelProto],
                     feeds: Sequence[Mapping[str, np.ndarray]], config: QuantConfig,
                     progress: Callable[[int], None] | None = None
-                    ) -> tuple[onnx.ModelProto, list[Fallback], float, float]:
-    """Returns (model, fallbacks, fidelity before, fidelity after)."""
+                    ) -> tuple[onnx.ModelProto, list[Fallback], float, float, str]:
+    """Returns (model, fallbacks, fidelity before, fidelity after, the runtime that measured the candidates)."""
     target = float(config.accuracy_target)  # type: ignore[arg-type]
     score = _Scorer(reference, feeds, config.accuracy_metric)
     full = build(plan)
     before = score(full)
     if before >= target:
-        return full, [], before, before
+        return full, [], before, before, score.runtime
     layers = plan.layers
     ops = {t.node: t.op_type for t in [*plan.weights, *plan.activations]}
     isolated = {}
@@ -104,4 +112,4 @@ def accuracy_search(reference: onnx.ModelProto, plan: QuantPlan, build: Callable
                           f"quantizing only this layer gives {unit} {isolated[n]:.6g} (rank {i + 1} of "
                           f"{len(order)} most sensitive); needed to reach the target {target:g}")
                  for i, n in enumerate(order[:k])]
-    return model, fallbacks, before, after
+    return model, fallbacks, before, after, score.runtime

@@ -144,7 +144,9 @@ def run_pipeline(model: onnx.ModelProto, config: QuantConfig, calibration_data: 
     before = after = None
     if config.accuracy_target is not None:
         tick = progress("sensitivity", len(plan.layers)) if progress else None
-        qmodel, fb, before, after = accuracy_search(pre, plan, lambda p: build(p, check=False), kept, config, tick)
+        qmodel, fb, before, after, runtime = accuracy_search(pre, plan, lambda p: build(p, check=False), kept, config,
+                                                             tick)
+        config.notes.append(f"accuracy search measured candidates with {runtime}")
         check_model(qmodel)
         fallbacks = [asdict(f) for f in fb]
         if after < config.accuracy_target:

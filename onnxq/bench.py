@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -192,18 +191,17 @@ def pinned(threads: int) -> Iterator[list[int] | None]:
 
 
 def environment() -> dict[str, Any]:
+    """What the numbers were measured on: the CPU, the ISA level the kernels ran at (ONNXQ_MAX_ISA caps it), versions,
+    load. Every benchmark's JSON carries this and its table header names the CPU and level (cpu_label)."""
     from onnxq import __version__, _kernels
+    from onnxq.cpu import cpu_info, cpu_label
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = cpu_info()
     return {
-        "cpu": cpu,
+        "cpu": info["model"],
+        "cpu_label": cpu_label(info),
+        "isa_level": info["isa_level"],
+        "detected_isa_level": info["detected_isa_level"],
         "logical_cpus": os.cpu_count(),
         "cpu_features": _kernels.cpu_features(),
         "qgemm_kernel": _kernels.qgemm_u8s8_kernels()[0],
@@ -277,7 +275,7 @@ def ratios(report: BenchReport) -> list[dict[str, Any]]:
 def markdown(report: BenchReport) -> str:
     env = report.environment
     lines = [
-        f"Machine: {env['cpu']} ({env['logical_cpus']} logical CPUs; kernels {env['qgemm_kernel']} / "
+        f"Machine: {env.get('cpu_label', env['cpu'])}; kernels {env['qgemm_kernel']} / "
         f"{env['fp8_kernel']}), onnxruntime {env['onnxruntime']}, onnxq {env['onnxq']}, {env['date']}. "
         f"Load average at start {tuple(round(x, 2) for x in env['loadavg_start'])}, "
         f"end {tuple(round(x, 2) for x in env.get('loadavg_end', ()))}.",

@@ -186,7 +186,7 @@ class _Bound3(_Bound):
 
 def markdown(report: SparseReport) -> str:
     env = report.environment
-    lines = [f"Machine: {env['cpu']} ({env['logical_cpus']} logical CPUs), onnxruntime {env['onnxruntime']}, "
+    lines = [f"Machine: {env.get('cpu_label', env['cpu'])}, onnxruntime {env['onnxruntime']}, "
              f"onnxq {env['onnxq']}, {env['date']}; load average {tuple(round(x, 2) for x in env['loadavg_start'])}"
              f" -> {tuple(round(x, 2) for x in env.get('loadavg_end', ()))}.", "",
              "Dense-equivalent TOPS (2·M·N·K / median time) and speed-ups of the onnxq sparse kernel:", "",

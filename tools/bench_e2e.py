@@ -190,7 +190,7 @@ def _report(args, models, med, outs, claims, ds_info, load_start) -> int:
         })
     env = environment()
     env["loadavg_begin"] = load_start
-    lines = [f"{env['cpu']}, {env['logical_cpus']} logical CPUs, onnxruntime {env['onnxruntime']}, onnxq "
+    lines = [f"{env['cpu_label']}, onnxruntime {env['onnxruntime']}, onnxq "
              f"{env['onnxq']}, {env['date']}; batch {args.batch}, sequence {args.seq}, {args.threads} thread(s); "
              f"median of {args.passes} interleaved passes x {args.reps} runs; load average "
              f"{tuple(round(x, 2) for x in load_start)} -> {tuple(round(x, 2) for x in env['loadavg_start'])}.",

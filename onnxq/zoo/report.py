@@ -40,7 +40,11 @@ def environment_meta(settings: Any, executor: str, jobs: int, seconds: float) ->
     except (OSError, StopIteration):
         pass
     argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith("onnxq") else "onnxq", *sys.argv[1:]]
-    return {"command": shlex.join(argv), "cpu": cpu, "logical_cpus": os.cpu_count(), "onnxruntime":
+    from onnxq.cpu import cpu_info, cpu_label
+
+    info = cpu_info()
+    return {"command": shlex.join(argv), "cpu": cpu, "cpu_label": cpu_label(info), "isa_level": info["isa_level"],
+            "detected_isa_level": info["detected_isa_level"], "logical_cpus": os.cpu_count(), "onnxruntime":
             onnxruntime.__version__, "onnxq": onnxq.__version__, "git": git, "date": time.strftime("%Y-%m-%d %H:%M"),
             "executor": executor, "jobs": jobs, "eval_size": settings.eval_size, "threads": settings.threads,
             "bench_passes": settings.bench_passes, "bench_reps": settings.bench_reps,
@@ -78,7 +82,7 @@ def markdown(models: list[dict], meta: dict, cov: dict, cov_task: dict, plots: l
     lines = ["# Model zoo: export, convert, evaluate, benchmark", "",
              "Produced by `onnxq zoo run` (see [docs/zoo.md](../zoo.md)); rerun to reproduce:", "", "```bash",
              meta["command"], "```", "",
-             f"{meta['cpu']}, {meta['logical_cpus']} logical CPUs; onnxruntime {meta['onnxruntime']}, onnxq "
+             f"{meta.get('cpu_label', meta['cpu'])}; onnxruntime {meta['onnxruntime']}, onnxq "
              f"{meta['onnxq']} at `{meta['git']}`, {meta['date']}; executor {meta['executor']} ({meta['jobs']} "
              f"job(s)); evaluation set size `{meta['eval_size']}`; this run {meta['seconds']:.0f} s, step time "
              f"{sum(m.get('work_s', 0.0) for m in models):.0f} s (steps done by earlier runs of a resumed run "

@@ -219,7 +219,10 @@ def _output_session(qm: onnx.ModelProto, runtime: str) -> tuple[Any, str]:
     size = qm.ByteSize()
     if size >= 2**31 - 1:
         return None, stock + " (model over 2 GiB: the onnxq EP comparison needs it in memory)"
-    sess, used = measuring_session(qm.SerializeToString(), use_ep=True)
+    try:
+        sess, used = measuring_session(qm.SerializeToString(), use_ep=True)
+    except onnxruntime_errors() as e:
+        raise OnnxqError(f"onnxruntime cannot load the quantized model: {str(e).strip().splitlines()[0]}") from e
     return (sess, used) if used.startswith("onnxq") else (None, used)
 
 

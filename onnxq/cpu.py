@@ -48,6 +48,30 @@ def isa_at_least(level: str) -> bool:
     return ISA_LEVELS.index(isa_level()) >= ISA_LEVELS.index(level)
 
 
+@cache
+def onnxruntime_int8_saturates() -> bool:
+    """Whether stock onnxruntime's u8 x s8 MatMul saturates 16-bit pair sums on this CPU — its AVX2 kernel multiplies
+    with vpmaddubsw, whose int16 sum of two products overflows at 2 * 255 * 127; its VNNI / AMX kernels are exact.
+    Decided by a probe, not the CPU's name: 255 x 127 over K = 64 is 2,072,640 exactly, 1,048,544 saturated."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    k = 64
+    g = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])],
+        initializer=[helper.make_tensor("b", TensorProto.INT8, [k, 1], [127] * k)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    y = int(s.run(None, {"a": np.full((1, k), 255, np.uint8)})[0][0, 0])
+    return y != 255 * 127 * k
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, detected and active ISA level and the features kernels may use (benchmarks record this)."""
     from onnxq import _kernels

@@ -10,8 +10,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _stock import stock_session
 
 import onnxq
+import onnxq.ep as ep
 from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
 from onnxq.bench_sparse import SparseReport, SparseResult, markdown, pruned_models
 from onnxq.errors import OnnxqError
@@ -24,11 +26,17 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
+def _exact(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The Q/DQ model's exact integer result: the onnxq EP (bit-exact with the integer reference on every CPU; stock
+    onnxruntime's own integer route saturates on AVX2, see tests/_stock.py)."""
+    return ep.session(model.SerializeToString()).run(None, feeds)[0]
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_int8_form_is_exact_matmulinteger(packed: bool) -> None:
     dense, pk = pruned_models(64, 48, 0.75)
     x = np.random.default_rng(3).standard_normal((1, 20, 64)).astype(np.float32)
-    ref = _run(dense, {"x": x})
+    ref = _exact(dense, {"x": x})
     m, info = deepsparse_form(pk if packed else dense, "int8", {"x": [1, 20, 64]})
     assert info["matmuls_converted"] == 1
     assert [n.op_type for n in m.graph.node] == ["QuantizeLinear", "MatMulInteger", "Cast", "Mul"]
@@ -57,7 +65,7 @@ def test_encoder_int8_form_converts_every_matmul() -> None:
     q = onnx.load(ROOT / "sample_models" / "tiny_encoder.int8.onnx")
     sp = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.9)).model
     feeds = sample_inputs(q, batch=1, seq=16)
-    ref = _run(sp, feeds)
+    ref = stock_session(sp.SerializeToString()).run(None, feeds)[0]  # ONNX's float route (tests/_stock.py)
     prod = {o: n.op_type for n in q.graph.node for o in n.output}
     n_matmul = sum(n.op_type == "MatMul" for n in q.graph.node)
     n_qdq = sum(n.op_type == "MatMul" and all(prod.get(i) == "DequantizeLinear" for i in n.input)
@@ -129,5 +137,5 @@ def test_per_tensor_weights_keep_the_zero_pattern() -> None:
     np.testing.assert_array_equal(weight(pt) == 128, weight(exact) == 128)
     rescale = next(onnx.numpy_helper.to_array(i) for i in pt.graph.initializer if i.name.endswith(".rescale"))
     assert rescale.shape == ()
-    ref = _run(dense, {"x": x})
+    ref = _exact(dense, {"x": x})
     assert np.abs(_run(pt, {"x": x}) - ref).max() < 0.05 * np.abs(ref).max()

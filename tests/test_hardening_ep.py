@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _stock import stock_int8_saturates
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
@@ -226,10 +227,15 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
 }
 
 
+# Where stock onnxruntime's fused INT8 kernel saturates on this CPU (AVX2; tests/_stock.py), the harness judges the EP
+# against ONNX's float route (onnxruntime with optimizations off) and says so in the label; elsewhere only "ran".
+RAN_VS_ONNX = {"ran:onnxruntime-int8-saturates"} if stock_int8_saturates() else set()
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_model_fails_cleanly_or_matches_onnxruntime(name: str) -> None:
     outcome = harness.check(CASES[name]().SerializeToString(), strict=True)
-    assert outcome.label in {"ran", "both-reject", "both-run-error", "skip:input-too-big"}, outcome
+    assert outcome.label in {"ran", "both-reject", "both-run-error", "skip:input-too-big", *RAN_VS_ONNX}, outcome
 
 
 # Groups the EP must leave to onnxruntime (the session opens; the MatMul/Gemm is not the EP's).
@@ -259,7 +265,7 @@ def test_hostile_group_is_left_to_onnxruntime(name: str) -> None:
 def test_unused_group_output_is_claimed_and_runs(name: str) -> None:
     """The group is still the EP's (so the null-output path is what runs), and the run succeeds."""
     outcome = harness.check(CASES[name]().SerializeToString(), strict=True)
-    assert outcome.label == "ran" and {"MatMul", "Gemm"} & set(outcome.claimed), outcome
+    assert outcome.label in {"ran", *RAN_VS_ONNX} and {"MatMul", "Gemm"} & set(outcome.claimed), outcome
 
 
 def test_sparse_e5m2_inf_is_claimed_and_saturated_like_the_function_body() -> None:
@@ -314,7 +320,7 @@ def test_fuzz_corpus_is_present() -> None:
 def test_fuzz_corpus_seed_is_claimed_and_matches(path: Path) -> None:
     """Every seed is a model the EP claims (so mutations start from the EP's patterns) and matches onnxruntime."""
     outcome = harness.check(path.read_bytes(), strict=True)
-    assert outcome.label == "ran", outcome
+    assert outcome.label in {"ran", *RAN_VS_ONNX}, outcome
     assert {"MatMul", "Gemm", "BlockSparseExpand"} & set(outcome.claimed) or any(
         c.startswith("BlockSparseExpand") for c in outcome.claimed), outcome
 

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _stock import stock_session
 from onnx import numpy_helper
 
 import onnxq
@@ -192,9 +193,9 @@ def test_reconstructed_then_quantized_and_packed_runs_on_ort_and_the_ep(tiny, mo
     packed = onnxq.sparsify(q, None, onnxq.SparsifyConfig(sparsity=0.0)).model
     assert sum(n.op_type == fmt.PLAIN_FUNCTION for n in packed.graph.node) == 6
     x = _feeds(7, 1, batch=2)[0]
-    dense = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    dense = stock_session(q.SerializeToString()).run(None, x)[0]  # ONNX's float route (tests/_stock.py)
     data = packed.SerializeToString()
-    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    ref = stock_session(data).run(None, x)[0]
     np.testing.assert_array_equal(dense, ref)  # packing is lossless
     outs = {}
     for mode in ("always", "never"):

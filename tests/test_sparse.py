@@ -3,8 +3,6 @@ the sparse kernels (bit-exact against the dense integer path on the same pruned 
 
 from __future__ import annotations
 
-import os
-
 import ml_dtypes
 import numpy as np
 import onnx
@@ -323,10 +321,8 @@ def _sparse_fp8_matmul_model(w: np.ndarray, rng: np.random.Generator) -> tuple[o
     return m, scale
 
 
-def test_sparse_fp8_model_runs_with_the_ep():
+def test_sparse_fp8_model_runs_with_the_ep(fp8_kernel_everywhere):
     """FP8 block-sparse weights: the EP claims them (80% sparse: its sparse FP8 kernel where it has one)."""
-    if len(_kernels.fp8_gemm_kernels()) == 1:
-        os.environ.setdefault("ONNXQ_FP8_KERNEL", "ref")
     rng = np.random.default_rng(0)
     k, n = 64, 32
     w = _random_block_sparse(k, n, 4, 1, 0.8, np.float32).astype(ml_dtypes.float8_e4m3fn)

@@ -139,7 +139,7 @@ void SmallTile(const Ctx& c, const PackedWeightsFp8& B, int64_t p0, int64_t n_en
 
 template <bool kE4M3, int R>
 void SmallRows(const Ctx& c, const PackedWeightsFp8& B, int64_t p_begin, int64_t p_end, int64_t n_end) {
-  constexpr int kNP = R == 1 ? 4 : R == 2 ? 2 : 1;  // 8+ accumulators where the registers allow
+  constexpr int kNP = R == 1 ? 3 : R == 2 ? 2 : 1;  // 6+ accumulators, no spills (16 ymm registers)
   int64_t p = p_begin;
   for (; p + kNP <= p_end; p += kNP) SmallTile<kE4M3, R, kNP>(c, B, p, n_end);
   for (; p < p_end; ++p) SmallTile<kE4M3, R, 1>(c, B, p, n_end);

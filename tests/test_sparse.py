@@ -20,7 +20,7 @@ from onnxq.sparse import format as fmt
 from onnxq.testing import int8_qdq_static, sample_inputs, tiny_encoder_model
 
 EP = ep.EP_NAME
-pytestmark = pytest.mark.every_isa
+pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
 
 
 def _has_vnni() -> bool:  # at test time: the ISA ceiling (conftest's isa_level) may hide it
@@ -321,7 +321,7 @@ def _sparse_fp8_matmul_model(w: np.ndarray, rng: np.random.Generator) -> tuple[o
     return m, scale
 
 
-def test_sparse_fp8_model_runs_with_the_ep(fp8_kernel_everywhere):
+def test_sparse_fp8_model_runs_with_the_ep():
     """FP8 block-sparse weights: the EP claims them (80% sparse: its sparse FP8 kernel where it has one)."""
     rng = np.random.default_rng(0)
     k, n = 64, 32

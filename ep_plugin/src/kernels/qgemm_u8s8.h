@@ -8,7 +8,9 @@
 //
 // Variants (one translation unit each, compiled with its own ISA flags, picked at run time):
 //   qgemm_u8s8_ref.cc          scalar reference, row-major weights
-//   qgemm_u8s8_avx2.cc         AVX2: u8/s8 widened to s16, vpmaddwd (exact; no vpmaddubsw saturation), 4 x 24 tile
+//   qgemm_u8s8_avx2.cc         AVX2 (exact; no vpmaddubsw saturation): u8/s8 widened to s16 + vpmaddwd on 4 x 24
+//                              tiles; below 4 rows the sign trick (|a - 128| x sign-adjusted weight, vpmaddubsw) where
+//                              no weight is -128, else s16 widened in registers
 //   qgemm_u8s8_avx512vnni.cc   AVX512-VNNI: vpdpbusd, 6 x 64 register tile, 4-K groups
 // Weights are packed once (per variant layout) by PackWeightsS8; packing is scalar and lives in
 // qgemm_u8s8_pack.cc. Activation buffers follow the variant's k_align / m_align (see QGemmU8S8Kernel).
@@ -29,7 +31,7 @@ inline int64_t RoundUp(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 enum class WeightLayoutS8 {
   kRowMajorKN,      // B[k * N + n]                                      (reference)
-  kPanelsK2N24,     // [N/24 panels][K/2][24 cols][2 k]  s8              (AVX2)
+  kPanelsK4N24,     // [N/24 panels][K/4][24 cols][4 k]  s8              (AVX2)
   kPanelsK4N64,     // [N/64 panels][K/4][64 cols][4 k]  s8              (AVX512-VNNI)
   kPanelsK4N64Amx,  // the same, K padded to 64 (whole 16-row B tiles)    (AMX-INT8)
 };
@@ -44,6 +46,7 @@ struct PackedWeightsS8 {
   std::vector<int32_t> zero_point;  // per output column, length N
   std::vector<int32_t> col_sum;     // sum_k B[k, n], length N (zero-point compensation)
   bool has_zero_point = false;      // any zero_point[n] != 0
+  bool has_minus_128 = true;        // some weight may be -128 (false only when the packer checked every weight)
 };
 
 struct QGemmEpilogue {

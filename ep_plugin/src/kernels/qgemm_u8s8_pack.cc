@@ -21,8 +21,12 @@ PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K,
     for (int64_t n = 0; n < N; ++n) p.zero_point[n] = b_zero_point[b_zero_point_len == 1 ? 0 : n];
   for (int64_t n = 0; n < N; ++n) p.has_zero_point |= p.zero_point[n] != 0;
   p.col_sum.assign(static_cast<size_t>(N), 0);
+  p.has_minus_128 = false;
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t n = 0; n < N; ++n) p.col_sum[n] += b[k * N + n];
+    for (int64_t n = 0; n < N; ++n) {
+      p.col_sum[n] += b[k * N + n];
+      p.has_minus_128 |= b[k * N + n] == -128;
+    }
 
   switch (layout) {
     case WeightLayoutS8::kRowMajorKN:
@@ -31,13 +35,13 @@ PackedWeightsS8 PackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K,
       p.data.Reset(static_cast<size_t>(K * N));
       for (int64_t i = 0; i < K * N; ++i) p.data[i] = b[i];
       break;
-    case WeightLayoutS8::kPanelsK2N24:
+    case WeightLayoutS8::kPanelsK4N24:
     case WeightLayoutS8::kPanelsK4N64:
     case WeightLayoutS8::kPanelsK4N64Amx: {
-      const int64_t kg = layout == WeightLayoutS8::kPanelsK2N24 ? 2 : 4;   // K values per group
-      const int64_t nr = layout == WeightLayoutS8::kPanelsK2N24 ? 24 : 64;  // columns per panel
+      const int64_t kg = 4;                                                 // K values per group
+      const int64_t nr = layout == WeightLayoutS8::kPanelsK4N24 ? 24 : 64;  // columns per panel
       p.panel_width = nr;
-      // K groups: 2 or 4; AMX wants whole 16-group B tiles
+      // K groups of 4; AMX wants whole 16-group B tiles
       p.k_padded = layout == WeightLayoutS8::kPanelsK4N64Amx ? RoundUp(K, 64) : RoundUpK(K);
       const int64_t panels = (N + nr - 1) / nr;
       const int64_t groups = p.k_padded / kg;
@@ -79,6 +83,7 @@ void RepackWeightsS8(WeightLayoutS8 layout, const int8_t* b, int64_t K, int64_t 
   out->data.EnsureSize(static_cast<size_t>((N + 63) / 64 * out->k_padded * 64));
   out->zero_point.assign(static_cast<size_t>(N), zero_point);
   out->has_zero_point = zero_point != 0;
+  out->has_minus_128 = true;  // not checked here (only the AVX2 kernel asks)
   out->col_sum.resize(static_cast<size_t>(N));
   RepackK4N64Avx512(b, K, N, out);  // writes every byte of the panels (pads included) and the column sums
 }

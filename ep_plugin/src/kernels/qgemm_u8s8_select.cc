@@ -15,7 +15,7 @@ std::vector<const QGemmU8S8Kernel*> AvailableQGemmU8S8Kernels() {
   if (f.amx_int8 && f.avx512bw && f.avx512vl && QGemmU8S8AmxKernel() != nullptr) out.push_back(QGemmU8S8AmxKernel());
   if (f.avx512_vnni && f.avx512bw && f.avx512vl && QGemmU8S8Avx512VnniKernel() != nullptr)
     out.push_back(QGemmU8S8Avx512VnniKernel());
-  if (f.avx2 && QGemmU8S8Avx2Kernel() != nullptr) out.push_back(QGemmU8S8Avx2Kernel());
+  if (f.avx2 && f.fma && f.f16c && QGemmU8S8Avx2Kernel() != nullptr) out.push_back(QGemmU8S8Avx2Kernel());
   out.push_back(&QGemmU8S8RefKernel());
   return out;
 }

@@ -126,10 +126,18 @@ py::array_t<float> QGemmU8S8Py(CArray<uint8_t> a, int32_t a_zero_point, CArray<i
 
 py::array_t<uint8_t> QuantizeLinearU8Py(CArray<float> x, float scale, int32_t zero_point, const std::string& variant) {
   py::array_t<uint8_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  // '' the best variant, 'ref' the scalar reference, 'divide' the always-dividing variant of the best ISA
   QuantizeLinearU8Fn fn = SelectQuantizeLinearU8();
-  if (variant == "ref") fn = QuantizeLinearU8Ref;
-  else if (variant == "divide" && fn != QuantizeLinearU8Ref) fn = QuantizeLinearU8Avx512Divide;
-  else if (!variant.empty()) throw std::invalid_argument("quantize variant must be '', 'ref' or 'divide'");
+  if (variant == "ref") {
+    fn = QuantizeLinearU8Ref;
+  } else if (variant == "divide") {
+    fn = SelectQuantizeLinearU8Divide();
+    if (fn == nullptr)
+      throw std::invalid_argument("quantize variant 'divide' is not available at ISA level '" +
+                                  std::string(IsaLevelName(ActiveIsaLevel())) + "' (it needs avx2 or above)");
+  } else if (!variant.empty()) {
+    throw std::invalid_argument("quantize variant must be '', 'ref' or 'divide'");
+  }
   fn(x.data(), static_cast<size_t>(x.size()), scale, zero_point, y.mutable_data());
   return y;
 }

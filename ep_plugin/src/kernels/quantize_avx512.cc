@@ -63,12 +63,6 @@ void QuantizeReciprocal(const float* x, size_t n, float scale, int32_t zero_poin
 
 }  // namespace
 
-bool QuantizeReciprocalIsExact(float scale, int32_t zero_point) {
-  // normal scale and reciprocal with room on both sides (no residual underflows for a quotient that can round to
-  // a nonzero integer), and the +-256 pre-clamp wider than the u8 range around the zero point
-  return std::isfinite(scale) && scale >= 0x1p-96f && scale <= 0x1p96f && zero_point >= 0 && zero_point <= 255;
-}
-
 void QuantizeLinearU8Avx512(const float* x, size_t n, float scale, int32_t zero_point, uint8_t* y) {
   if (QuantizeReciprocalIsExact(scale, zero_point)) return QuantizeReciprocal(x, n, scale, zero_point, y);
   QuantizeDivide(x, n, scale, zero_point, y);

@@ -16,10 +16,24 @@ void QuantizeLinearU8Ref(const float* x, size_t n, float scale, int32_t zero_poi
   }
 }
 
+bool QuantizeReciprocalIsExact(float scale, int32_t zero_point) {
+  // normal scale and reciprocal with room on both sides (no residual underflows for a quotient that can round to
+  // a nonzero integer), and the +-256 pre-clamp wider than the u8 range around the zero point
+  return std::isfinite(scale) && scale >= 0x1p-96f && scale <= 0x1p96f && zero_point >= 0 && zero_point <= 255;
+}
+
 QuantizeLinearU8Fn SelectQuantizeLinearU8() {
-  const CpuFeatures& f = GetCpuFeatures();
+  const CpuFeatures f = GetCpuFeatures();
   if (f.avx512f && f.avx512bw && f.avx512vl) return QuantizeLinearU8Avx512;
+  if (f.avx2 && f.fma && f.f16c) return QuantizeLinearU8Avx2;
   return QuantizeLinearU8Ref;
+}
+
+QuantizeLinearU8Fn SelectQuantizeLinearU8Divide() {
+  const CpuFeatures f = GetCpuFeatures();
+  if (f.avx512f && f.avx512bw && f.avx512vl) return QuantizeLinearU8Avx512Divide;
+  if (f.avx2 && f.fma && f.f16c) return QuantizeLinearU8Avx2Divide;
+  return nullptr;
 }
 
 void ShiftS8ToU8Ref(const int8_t* x, size_t n, uint8_t* y) {

@@ -164,6 +164,25 @@ py::array_t<uint8_t> QuantizePackTokensU8Py(CArray<float> x, float scale, int32_
   return out;
 }
 
+// The AVX2 sparse INT8 kernel's packed activations (s16 token tiles, or rows for tiny M) from u8 rows, by the
+// AVX2 packer ("avx2") or the scalar one ("ref").
+py::array_t<int16_t> PackTokensS16Py(CArray<uint8_t> a, const std::string& variant) {
+  if (a.ndim() != 2 || a.shape(1) % 4 != 0) throw std::invalid_argument("a must be [M, K] with K a multiple of 4");
+  const int64_t M = a.shape(0), K = a.shape(1);
+  py::array_t<int16_t> out(static_cast<py::ssize_t>(PackedTokensS16Size(M, K)));
+  if (variant == "avx2") {
+    const CpuFeatures f = GetCpuFeatures();
+    if (!(f.avx2 && f.fma && f.f16c))
+      throw std::invalid_argument("pack_tokens_s16 variant 'avx2' is not available on this CPU");
+    PackTokensS16Avx2(a.data(), M, K, K, out.mutable_data());
+  } else if (variant == "ref") {
+    PackTokensS16Ref(a.data(), M, K, K, out.mutable_data());
+  } else {
+    throw std::invalid_argument("variant must be 'avx2' or 'ref'");
+  }
+  return out;
+}
+
 // Residual + LayerNorm over the last axis of x [rows, D] (kernels/layer_norm.h); variant "ref" or "avx512".
 py::array_t<float> LayerNormPy(CArray<float> x, std::optional<CArray<float>> skip, std::optional<CArray<float>> bias,
                                CArray<float> gamma, std::optional<CArray<float>> beta, float epsilon,
@@ -295,20 +314,30 @@ py::array_t<uint16_t> QuantizeFp8ToBf16Py(CArray<float> x, float scale, const st
   return y;
 }
 
+// The AVX2 sparse kernels' rung: AVX2 + FMA + F16C under the ceiling.
+bool HasAvx2Fma() {
+  const CpuFeatures f = GetCpuFeatures();
+  return f.avx2 && f.fma && f.f16c;
+}
+
 class PackedSpmmU8S8 {
  public:
   PackedSpmmU8S8(CArray<int8_t> values, CArray<int16_t> block_rows, CArray<int32_t> col_ptr, int64_t K, int64_t N,
                  CArray<float> scale, std::optional<CArray<float>> bias, const std::string& kernel, int threads)
-      : kernel_(kernel.empty() ? (GetCpuFeatures().avx512_vnni ? "avx512vnni" : "ref") : kernel),
+      : kernel_(!kernel.empty() ? kernel : GetCpuFeatures().avx512_vnni ? "avx512vnni" : HasAvx2Fma() ? "avx2" : "ref"),
         pool_(threads > 0 ? threads : 1) {
     if (values.ndim() != 3) throw std::invalid_argument("values must be [nnzb, bk, bn]");
-    if (kernel_ != "ref" && kernel_ != "avx512vnni") throw std::invalid_argument("unknown spmm kernel " + kernel_);
+    if (kernel_ != "ref" && kernel_ != "avx512vnni" && kernel_ != "avx2")
+      throw std::invalid_argument("unknown spmm kernel " + kernel_ + " (ref, avx2, avx512vnni)");
     if (kernel_ == "avx512vnni" && !GetCpuFeatures().avx512_vnni)
-      throw std::invalid_argument("avx512vnni is not available on this CPU");
+      throw std::invalid_argument("spmm kernel 'avx512vnni' is not available on this CPU");
+    if (kernel_ == "avx2" && !HasAvx2Fma())
+      throw std::invalid_argument("spmm kernel 'avx2' is not available on this CPU");
     sparse_ = MakeBlockSparseS8(values.data(), values.size(), block_rows.data(), block_rows.size(), col_ptr.data(),
                                 col_ptr.size(), K, N, values.shape(1), values.shape(2));
-    if (kernel_ == "avx512vnni" && (sparse_.bk != 4 || sparse_.bn != 1))
-      throw std::invalid_argument("the avx512vnni sparse kernel takes 4x1 blocks");
+    if (kernel_ != "ref" && (sparse_.bk != 4 || sparse_.bn != 1))
+      throw std::invalid_argument("the " + kernel_ + " sparse kernel takes 4x1 blocks");
+    if (kernel_ == "avx2") PrepareBlockSparseS8Avx2(&sparse_);
     if (scale.size() != N) throw std::invalid_argument("scale must have N elements");
     if (bias && bias->size() != N) throw std::invalid_argument("bias must have N elements");
     scale_.assign(scale.data(), scale.data() + N);
@@ -316,9 +345,13 @@ class PackedSpmmU8S8 {
   }
   void Run(const SpmmU8S8Args& args, const uint8_t* a, int64_t M) {
     AlignedBuffer<uint8_t> packed;  // as the EP node: 64-byte aligned token tiles
+    AlignedBuffer<int16_t> packed16;
     if (kernel_ == "avx512vnni") {
       packed.EnsureSize(PackedTokensSize(M, sparse_.K));
       PackTokensU8Avx512(a, M, sparse_.K, sparse_.K, packed.data());
+    } else if (kernel_ == "avx2") {
+      packed16.EnsureSize(PackedTokensS16Size(M, sparse_.K));
+      PackTokensS16Avx2(a, M, sparse_.K, sparse_.K, packed16.data());
     }
     const int64_t N = sparse_.N, bn = sparse_.bn;
     const int threads = pool_.num_threads();
@@ -328,6 +361,8 @@ class PackedSpmmU8S8 {
       if (n0 >= n1) return;
       if (kernel_ == "avx512vnni")
         SpmmU8S8_4x1_Avx512Vnni(args, packed.data(), n0, n1);
+      else if (kernel_ == "avx2")
+        SpmmU8S8_4x1_Avx2(args, packed16.data(), n0, n1);
       else
         SpmmU8S8Ref(args, n0, n1);
     });
@@ -379,34 +414,39 @@ class PackedSpmmBf16 {
   PackedSpmmBf16(CArray<uint8_t> values, const std::string& format, CArray<int16_t> block_rows,
                  CArray<int32_t> col_ptr, int64_t K, int64_t N, CArray<float> scale, std::optional<CArray<float>> bias,
                  const std::string& kernel, int threads)
-      : kernel_(kernel.empty() ? (GetCpuFeatures().avx512_bf16 ? "avx512bf16" : "ref") : kernel),
+      : kernel_(!kernel.empty() ? kernel : GetCpuFeatures().avx512_bf16 ? "avx512bf16" : HasAvx2Fma() ? "avx2" : "ref"),
         pool_(threads > 0 ? threads : 1) {
-    if (kernel_ != "ref" && kernel_ != "avx512bf16") throw std::invalid_argument("unknown kernel " + kernel_);
+    if (kernel_ != "ref" && kernel_ != "avx512bf16" && kernel_ != "avx2")
+      throw std::invalid_argument("unknown kernel " + kernel_ + " (ref, avx2, avx512bf16)");
     if (kernel_ == "avx512bf16" && !GetCpuFeatures().avx512_bf16)
-      throw std::invalid_argument("avx512bf16 is not available on this CPU");
+      throw std::invalid_argument("sparse fp8 kernel 'avx512bf16' is not available on this CPU");
+    if (kernel_ == "avx2" && !HasAvx2Fma())
+      throw std::invalid_argument("sparse fp8 kernel 'avx2' is not available on this CPU");
     sparse_ = MakeBlockSparseBf16(values.data(), values.size(), ParseFormat(format), block_rows.data(),
                                   block_rows.size(), col_ptr.data(), col_ptr.size(), K, N);
+    if (kernel_ == "avx2") PrepareBlockSparseBf16Avx2(&sparse_);
     if (scale.size() != N) throw std::invalid_argument("scale must have N elements");
     scale_.assign(scale.data(), scale.data() + N);
     if (bias) bias_.assign(bias->data(), bias->data() + N);
   }
-  py::array_t<float> Call(CArray<uint16_t> a) {
-    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K bf16 bits");
-    const int64_t M = a.shape(0), N = sparse_.N;
-    py::array_t<float> c({M, N});
+  void Run(const uint16_t* a, int64_t M, float* c) {
+    const int64_t N = sparse_.N;
     SpmmBf16Args args;
     args.M = M;
-    args.A = a.data();
+    args.A = a;
     args.B = &sparse_;
     args.scale = scale_.data();
     args.bias = bias_.empty() ? nullptr : bias_.data();
-    args.C = c.mutable_data();
+    args.C = c;
     args.ldc = N;
     AlignedBuffer<uint16_t> packed;  // as the EP node: 64-byte aligned token tiles
-    py::gil_scoped_release release;
+    AlignedBuffer<float> packed32;
     if (kernel_ == "avx512bf16") {
       packed.EnsureSize(PackedTokensBf16Size(M, sparse_.K));
-      PackTokensBf16Avx512(a.data(), M, sparse_.K, packed.data());
+      PackTokensBf16Avx512(a, M, sparse_.K, packed.data());
+    } else if (kernel_ == "avx2") {
+      packed32.EnsureSize(PackedTokensF32Size(M, sparse_.K));
+      PackTokensF32Avx2(a, M, sparse_.K, packed32.data());
     }
     const int threads = pool_.num_threads();
     const int64_t chunk = (N + threads - 1) / threads;
@@ -415,10 +455,33 @@ class PackedSpmmBf16 {
       if (n0 >= n1) return;
       if (kernel_ == "avx512bf16")
         SpmmBf16_4x1_Avx512(args, packed.data(), n0, n1);
+      else if (kernel_ == "avx2")
+        SpmmF32_4x1_Avx2(args, packed32.data(), n0, n1);
       else
         SpmmBf16Ref(args, n0, n1);
     });
+  }
+  py::array_t<float> Call(CArray<uint16_t> a) {
+    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K bf16 bits");
+    py::array_t<float> c({static_cast<int64_t>(a.shape(0)), sparse_.N});
+    float* out = c.mutable_data();
+    {
+      py::gil_scoped_release release;
+      Run(a.data(), a.shape(0), out);
+    }
     return c;
+  }
+  std::vector<double> Time(CArray<uint16_t> a, int reps) {
+    if (a.ndim() != 2 || a.shape(1) != sparse_.K) throw std::invalid_argument("a must be M x K bf16 bits");
+    std::vector<float> c(static_cast<size_t>(a.shape(0) * sparse_.N));
+    std::vector<double> out;
+    py::gil_scoped_release release;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Run(a.data(), a.shape(0), c.data());
+      out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return out;
   }
 
  private:
@@ -476,22 +539,27 @@ PYBIND11_MODULE(_kernels, m) {
         "(x + bias + skip) normalized over the last axis, times gamma plus beta (ref | avx512)");
   m.def("quantize_pack_tokens_u8", &QuantizePackTokensU8Py, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("variant"), "float [M, K] -> the sparse INT8 kernel's token tiles (fused | ref)");
+  m.def("pack_tokens_s16", &PackTokensS16Py, py::arg("a"), py::arg("variant"),
+        "u8 [M, K] -> the AVX2 sparse INT8 kernel's packed s16 activations (avx2 | ref)");
   m.attr("QGEMM_MAX_K") = kQGemmMaxK;
 
   py::class_<PackedSpmmU8S8>(m, "PackedSpmmU8S8",
-                             "block-sparse int8 weights (compact CSC blocks) x u8 activations; kernel ref|avx512vnni")
+                             "block-sparse int8 weights (compact CSC blocks) x u8 activations; "
+                             "kernel ref|avx2|avx512vnni")
       .def(py::init<CArray<int8_t>, CArray<int16_t>, CArray<int32_t>, int64_t, int64_t, CArray<float>,
                     std::optional<CArray<float>>, const std::string&, int>(),
            py::arg("values"), py::arg("block_rows"), py::arg("col_ptr"), py::arg("k"), py::arg("n"), py::arg("scale"),
            py::arg("bias") = py::none(), py::arg("kernel") = "", py::arg("threads") = 1)
       .def("__call__", &PackedSpmmU8S8::Call, py::arg("a"), py::arg("a_zero_point"))
       .def("time", &PackedSpmmU8S8::Time, py::arg("a"), py::arg("a_zero_point"), py::arg("reps"));
-  py::class_<PackedSpmmBf16>(m, "PackedSpmmBf16", "block-sparse FP8 weights (4x1 CSC blocks) x bf16 activations")
+  py::class_<PackedSpmmBf16>(m, "PackedSpmmBf16",
+                             "block-sparse FP8 weights (4x1 CSC blocks) x bf16 activations; kernel ref|avx2|avx512bf16")
       .def(py::init<CArray<uint8_t>, const std::string&, CArray<int16_t>, CArray<int32_t>, int64_t, int64_t,
                     CArray<float>, std::optional<CArray<float>>, const std::string&, int>(),
            py::arg("values"), py::arg("format"), py::arg("block_rows"), py::arg("col_ptr"), py::arg("k"), py::arg("n"),
            py::arg("scale"), py::arg("bias") = py::none(), py::arg("kernel") = "", py::arg("threads") = 1)
-      .def("__call__", &PackedSpmmBf16::Call, py::arg("a"));
+      .def("__call__", &PackedSpmmBf16::Call, py::arg("a"))
+      .def("time", &PackedSpmmBf16::Time, py::arg("a"), py::arg("reps"));
   m.def("fp8_gemm_kernels", [] {
     std::vector<std::string> names;
     for (const auto* k : AvailableGemmBf16Fp8Kernels()) names.push_back(k->name);

@@ -22,17 +22,21 @@ BlockSparseBf16 MakeBlockSparseBf16(const uint8_t* values, int64_t values_count,
     }
   s.block_rows.assign(block_rows, block_rows + nnzb);
   s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
-  const int64_t kb = K / 4;
-  s.chunks = (kb + kSpmmBf16ChunkGroups - 1) / kSpmmBf16ChunkGroups;
-  s.chunk_ptr.assign(static_cast<size_t>((s.chunks + 1) * (N + 1)), 0);
-  for (int64_t j = 0; j < N; ++j) {
-    int32_t i = s.col_ptr[j];
-    for (int64_t c = 0; c <= s.chunks; ++c) {
-      while (i < s.col_ptr[j + 1] && s.block_rows[i] < c * kSpmmBf16ChunkGroups) ++i;
-      s.chunk_ptr[c * (N + 1) + j] = i;
-    }
-  }
+  s.chunk_groups = kSpmmBf16ChunkGroups;
+  s.chunks = SpmmChunkPointers(s.col_ptr, s.block_rows, N, K / 4, s.chunk_groups, &s.chunk_ptr);
   return s;
+}
+
+void PrepareBlockSparseBf16Avx2(BlockSparseBf16* b) {
+  b->pairs.resize(2 * b->block_rows.size() + 4, 0);  // the small-M kernel reads 2 blocks at a time
+  b->chunk_groups = SpmmChunkGroups(b->K / 4, kSpmmF32ChunkGroups);
+  b->chunks = SpmmChunkPointers(b->col_ptr, b->block_rows, b->N, b->K / 4, b->chunk_groups, &b->chunk_ptr);
+}
+
+size_t PackedTokensF32Size(int64_t M, int64_t K) {
+  if (M <= kSpmmF32GemvMaxM) return static_cast<size_t>(M * (K + 4));
+  const int64_t T = SpmmTokenTileAvx2(M, kSpmmAvx2TokenTile);
+  return static_cast<size_t>((M + T - 1) / T * K * T);
 }
 
 void SpmmBf16Ref(const SpmmBf16Args& a, int64_t n_begin, int64_t n_end) {

@@ -42,18 +42,8 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   s.block_rows.resize(static_cast<size_t>(nnzb));
   for (int64_t i = 0; i < nnzb; ++i) s.block_rows[i] = block_rows[i];
   s.col_ptr.assign(col_ptr, col_ptr + col_ptr_count);
-  // per-chunk starting block of every column (block rows ascend within a column: checked here)
-  const int64_t ncol = N / bn;
   s.chunk_groups = SpmmChunkGroups(kb);
-  s.chunks = (kb + s.chunk_groups - 1) / s.chunk_groups;
-  s.chunk_ptr.assign(static_cast<size_t>((s.chunks + 1) * (ncol + 1)), 0);
-  for (int64_t j = 0; j < ncol; ++j) {
-    int32_t i = s.col_ptr[j];
-    for (int64_t c = 0; c <= s.chunks; ++c) {
-      while (i < s.col_ptr[j + 1] && s.block_rows[i] < c * s.chunk_groups) ++i;
-      s.chunk_ptr[c * (ncol + 1) + j] = i;
-    }
-  }
+  s.chunks = SpmmChunkPointers(s.col_ptr, s.block_rows, N / bn, kb, s.chunk_groups, &s.chunk_ptr);
   if (bk == 4 && bn == 1) {  // the small-M layout (see BlockSparseS8::ell_w)
     const int64_t groups = (N + 15) / 16;
     s.ell_ptr.assign(static_cast<size_t>(groups + 1), 0);
@@ -82,16 +72,74 @@ BlockSparseS8 MakeBlockSparseS8(const int8_t* values, int64_t values_count, cons
   return s;
 }
 
-int64_t SpmmChunkGroups(int64_t block_rows) {
+int64_t SpmmChunkGroups(int64_t block_rows, int64_t preferred) {
   if (const char* env = std::getenv("ONNXQ_SPMM_CHUNK_GROUPS")) {
     const long v = std::strtol(env, nullptr, 10);
     if (v > 0) return v;
   }
   // Per chunk, a column costs a fixed overhead (its partial sums in and out, a mispredicted loop exit), against
-  // which a chunk's activations should stay near L1. With 64-token tiles, 192 groups (48 KiB) was best or within
+  // which a chunk's activations should stay near L1. VNNI, 64-token tiles: 192 groups (48 KiB) was best or within
   // noise of it at 70, 90 and 95% for every benchmark shape (Zen 4, 1 thread; 64..128 groups lose 5-15% at 90% and
-  // more, 256+ lose at 70% with K = 3072); the density no longer moves the optimum.
-  return std::max<int64_t>(1, std::min<int64_t>(block_rows, 192));
+  // more, 256+ lose at 70% with K = 3072); the density no longer moves the optimum. AVX2: kSpmmAvx2ChunkGroups.
+  return std::max<int64_t>(1, std::min<int64_t>(block_rows, preferred));
+}
+
+int64_t SpmmChunkPointers(const std::vector<int32_t>& col_ptr, const std::vector<int32_t>& block_rows, int64_t ncol,
+                          int64_t block_row_count, int64_t chunk_groups, std::vector<int32_t>* chunk_ptr) {
+  // per-chunk starting block of every column (block rows ascend within a column: validated)
+  const int64_t chunks = (block_row_count + chunk_groups - 1) / chunk_groups;
+  chunk_ptr->assign(static_cast<size_t>((chunks + 1) * (ncol + 1)), 0);
+  for (int64_t j = 0; j < ncol; ++j) {
+    int32_t i = col_ptr[j];
+    for (int64_t c = 0; c <= chunks; ++c) {
+      while (i < col_ptr[j + 1] && block_rows[i] < c * chunk_groups) ++i;
+      (*chunk_ptr)[c * (ncol + 1) + j] = i;
+    }
+  }
+  return chunks;
+}
+
+void PrepareBlockSparseS8Avx2(BlockSparseS8* b) {
+  if (b->bk != 4 || b->bn != 1) throw std::invalid_argument("the AVX2 sparse kernel takes 4x1 blocks");
+  const int64_t nnzb = b->nnzb();
+  b->values.resize(static_cast<size_t>(4 * nnzb + 16), 0);  // the small-M kernel reads 4 blocks at a time
+  b->w16.assign(static_cast<size_t>(2 * nnzb), 0);
+  for (int64_t i = 0; i < nnzb; ++i)
+    for (int p = 0; p < 2; ++p) {
+      const uint32_t lo = static_cast<uint16_t>(static_cast<int16_t>(b->values[4 * i + 2 * p]));
+      const uint32_t hi = static_cast<uint16_t>(static_cast<int16_t>(b->values[4 * i + 2 * p + 1]));
+      b->w16[2 * i + p] = static_cast<int32_t>(lo | (hi << 16));
+    }
+  std::vector<int32_t>().swap(b->ell_w);  // the AVX2 kernels never read the VNNI small-M layout
+  std::vector<int32_t>().swap(b->ell_off);
+  std::vector<int32_t>().swap(b->ell_ptr);
+  b->chunk_groups = SpmmChunkGroups(b->K / 4, kSpmmAvx2ChunkGroups);
+  b->chunks = SpmmChunkPointers(b->col_ptr, b->block_rows, b->N, b->K / 4, b->chunk_groups, &b->chunk_ptr);
+}
+
+size_t PackedTokensS16Size(int64_t M, int64_t K) {
+  if (M <= kSpmmS16GemvMaxM) return static_cast<size_t>(M * (K + 4));
+  const int64_t T = SpmmTokenTileAvx2(M, kSpmmAvx2TokenTile);
+  return static_cast<size_t>((M + T - 1) / T * (K / 2) * T * 2);
+}
+
+void PackTokensS16Ref(const uint8_t* A, int64_t M, int64_t K, int64_t lda, int16_t* out) {
+  if (M <= kSpmmS16GemvMaxM) {  // rows, each followed by 4 zeros
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t k = 0; k < K; ++k) out[m * (K + 4) + k] = A[m * lda + k];
+      for (int64_t k = K; k < K + 4; ++k) out[m * (K + 4) + k] = 0;
+    }
+    return;
+  }
+  const int64_t T = SpmmTokenTileAvx2(M, kSpmmAvx2TokenTile), tiles = (M + T - 1) / T, pairs = K / 2;
+  for (int64_t t = 0; t < tiles; ++t)
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int64_t i = 0; i < T; ++i) {
+        const int64_t m = t * T + i;
+        int16_t* dst = out + ((t * pairs + p) * T + i) * 2;
+        dst[0] = m < M ? A[m * lda + 2 * p] : 0;
+        dst[1] = m < M ? A[m * lda + 2 * p + 1] : 0;
+      }
 }
 
 void SpmmU8S8Ref(const SpmmU8S8Args& a, int64_t n_begin, int64_t n_end) {

@@ -1,5 +1,6 @@
 // Compiled FP8 Q/DQ MatMul whose weight is block-sparse (4 x 1): blocks widened to bf16 pairs once, activations
-// (float weight-only, or FP8 through Q/DQ) brought to bf16 per run, tokens-as-lanes AVX512-BF16 kernel.
+// (float weight-only, or FP8 through Q/DQ) brought to bf16 per run, tokens-as-lanes AVX512-BF16 kernel, else the
+// AVX2 + FMA one (fp32 sums).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,11 +19,14 @@ class SparseFp8MatMulNode : public CompiledNode {
  public:
   SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
   void Compute(OrtKernelContext* context) const override;
-  const char* kernel_name() const override { return "sparse4x1-fp8-avx512bf16"; }
+  const char* kernel_name() const override { return avx2_ ? "sparse4x1-fp8-avx2" : "sparse4x1-fp8-avx512bf16"; }
   static bool Pays(const QdqMatMulSpec& spec);
 
  private:
+  static bool UseAvx512();  // AVX512-BF16 kernel; else AVX2 (Pays() checked one of them is there)
+
   size_t input_index_;
+  bool avx2_;
   ActivationToBf16 to_bf16_;
   kernels::BlockSparseBf16 weights_;
   std::vector<float> scale_, bias_;

@@ -1,5 +1,5 @@
 // Compiled INT8 Q/DQ MatMul whose weight is block-sparse (4 x 1 blocks): the compact blocks are kept as they are
-// (never expanded) and run by the tokens-as-lanes VNNI kernel, columns spread over the EP's pool.
+// (never expanded) and run by a tokens-as-lanes kernel (AVX512-VNNI, else AVX2), columns spread over the EP's pool.
 #pragma once
 #include <cstddef>
 #include <vector>
@@ -17,7 +17,7 @@ class SparseQdqMatMulNode : public CompiledNode {
  public:
   SparseQdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
   void Compute(OrtKernelContext* context) const override;
-  const char* kernel_name() const override { return "sparse4x1-avx512vnni"; }
+  const char* kernel_name() const override { return avx2_ ? "sparse4x1-avx2" : "sparse4x1-avx512vnni"; }
 
   // Whether this node (rather than a dense fallback) should run `spec` on this CPU.
   static bool Pays(const QdqMatMulSpec& spec);
@@ -28,7 +28,8 @@ class SparseQdqMatMulNode : public CompiledNode {
   kernels::BlockSparseS8 weights_;
   std::vector<float> scale_, bias_;
   ActivationToU8 to_u8_;
-  bool quantize_into_tiles_ = false;  // float input, scale the divide-free quantizer is exact for
+  bool quantize_into_tiles_ = false;  // float input, scale the divide-free quantizer is exact for (VNNI kernel)
+  bool avx2_ = false;                 // the AVX2 kernel (no AVX512-VNNI under the ISA ceiling)
   ThreadPool* pool_;
 };
 

@@ -9,8 +9,8 @@
 // Variants (one translation unit each, compiled with its own ISA flags, picked at run time):
 //   qgemm_u8s8_ref.cc          scalar reference, row-major weights
 //   qgemm_u8s8_avx2.cc         AVX2 (exact; no vpmaddubsw saturation): u8/s8 widened to s16 + vpmaddwd on 4 x 24
-//                              tiles; below 4 rows the sign trick (|a - 128| x sign-adjusted weight, vpmaddubsw) where
-//                              no weight is -128, else s16 widened in registers
+//                              tiles; below 16 rows the sign trick (|a - 128| x sign-adjusted weight, vpmaddubsw)
+//                              where no weight is -128 (else s16 widened in registers below 4 rows)
 //   qgemm_u8s8_avx512vnni.cc   AVX512-VNNI: vpdpbusd, 6 x 64 register tile, 4-K groups
 // Weights are packed once (per variant layout) by PackWeightsS8; packing is scalar and lives in
 // qgemm_u8s8_pack.cc. Activation buffers follow the variant's k_align / m_align (see QGemmU8S8Kernel).

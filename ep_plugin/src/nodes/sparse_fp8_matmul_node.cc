@@ -22,7 +22,7 @@ bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
 }
 
 SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
-    : input_index_(input_index), to_bf16_(spec, /*fast=*/true), pool_(pool) {  // Pays() checked AVX512-BF16
+    : input_index_(input_index), to_bf16_(spec), pool_(pool) {
   weights_ = kernels::MakeBlockSparseBf16(reinterpret_cast<const uint8_t*>(spec.weight.data()),
                                           static_cast<int64_t>(spec.weight.size()), Fp8FormatOf(spec.weight_type),
                                           spec.sparse_block_rows.data(),

@@ -15,10 +15,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _fp8_cases import SCALES, bf16_cases, quantize_cases
 from onnx import numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.cpu import isa_at_least
 from onnxq.testing import fp8_qdq_matmul_model
 
 EP = ep.EP_NAME
@@ -78,6 +80,45 @@ def test_bf16_conversion_matches_ml_dtypes_round_half_even():
     want = x.astype(ml_dtypes.bfloat16).view(np.uint16)
     np.testing.assert_array_equal(_kernels.to_bf16(x), want)
     np.testing.assert_array_equal(_kernels.to_bf16(x, "ref"), want)
+
+
+def _assert_variants_equal_reference(fn, x, *args, kind):
+    """Every variant usable under the ceiling equals 'ref' bit for bit, on the whole array and on short slices at
+    odd offsets (the vector tails, unaligned starts)."""
+    want = fn(x, *args, "ref")
+    variants = _kernels.fp8_conversion_variants(kind)
+    assert variants[-1] == "ref"
+    for v in variants:
+        np.testing.assert_array_equal(fn(x, *args, v), want, err_msg=f"{kind} {v}")
+        for n in (*range(1, 34), 63, 65):
+            np.testing.assert_array_equal(fn(x[3:3 + n], *args, v), want[3:3 + n], err_msg=f"{kind} {v} n={n}")
+
+
+def test_bf16_conversion_every_variant_equals_reference_bit_for_bit():
+    _assert_variants_equal_reference(_kernels.to_bf16, bf16_cases(), kind="to_bf16")
+
+
+@pytest.mark.parametrize("fmt", ["e4m3fn", "e5m2"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_quantize_to_bf16_every_variant_equals_reference_bit_for_bit(fmt, scale):
+    _assert_variants_equal_reference(_kernels.quantize_fp8_to_bf16, quantize_cases(fmt, scale), scale, fmt,
+                                     kind="quantize_fp8_to_bf16")
+
+
+def test_conversion_variants_follow_the_isa_ceiling():
+    for kind, fn, args in (("to_bf16", _kernels.to_bf16, ()),
+                           ("quantize_fp8_to_bf16", _kernels.quantize_fp8_to_bf16, (0.5, "e4m3fn"))):
+        # the AVX-512 float -> bf16 is vcvtneps2bf16 (AVX512-BF16); the others need AVX-512 F/BW/VL
+        want = (["avx512"] if isa_at_least("avx512bf16" if kind == "to_bf16" else "avx512") else []) + (
+            ["avx2"] if isa_at_least("avx2") else []) + ["ref"]
+        assert _kernels.fp8_conversion_variants(kind) == want
+        x = np.ones(3, np.float32)
+        for v in ("avx2", "avx512"):
+            if v not in want:
+                with pytest.raises(ValueError, match="not available"):
+                    fn(x, *args, v)
+        with pytest.raises(ValueError, match="variant must be"):
+            fn(x, *args, "sse9")
 
 
 # ------------------------------------------------------------------------------------------ GEMM kernels

@@ -9,14 +9,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _fp8_cases import FMTS, SCALES, fp8_codes, quantize_cases
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.cpu import isa_at_least
 from onnxq.testing import fp8_tensor
 
 EP = ep.EP_NAME
 FP8 = {"e4m3fn": TensorProto.FLOAT8E4M3FN, "e5m2": TensorProto.FLOAT8E5M2}
+DT8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 
 
 pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
@@ -100,3 +103,55 @@ def test_fp8_quantize_kernel_matches_ml_dtypes():
     for fmt, dt, mx in (("e4m3fn", ml_dtypes.float8_e4m3fn, 448.0), ("e5m2", ml_dtypes.float8_e5m2, 57344.0)):
         want = np.clip(x / np.float32(0.5), -mx, mx).astype(dt).view(np.uint8)
         np.testing.assert_array_equal(_kernels.float_to_fp8(x / np.float32(0.5), fmt), want)
+
+
+# ------------------------------------------------------------------------------------------ Q / DQ variants
+
+
+def _slices(a):
+    yield a
+    for n in (*range(1, 34), 63, 65):
+        yield a[3:3 + n]
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_fp8_quantize_every_variant_equals_reference_bit_for_bit(fmt, scale):
+    x = quantize_cases(fmt, scale)
+    variants = _kernels.fp8_conversion_variants("quantize_fp8")
+    assert variants == (["avx512"] if isa_at_least("avx512") else []) + (["avx2"] if isa_at_least("avx2") else []) \
+        + ["ref"]
+    for part in _slices(x):
+        want = _kernels.quantize_fp8(part, scale, fmt, "ref")
+        for v in variants:
+            np.testing.assert_array_equal(_kernels.quantize_fp8(part, scale, fmt, v), want, err_msg=v)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("scale", [*SCALES, 0.0, -2.5, float("inf")])
+def test_fp8_dequantize_every_variant_equals_reference_bit_for_bit(fmt, scale):
+    # compared as bit patterns: NaN payloads and signs count too (0 * inf and inf * 0 give onnxruntime's NaN)
+    codes = fp8_codes()
+    variants = _kernels.fp8_conversion_variants("dequantize_fp8")
+    for part in _slices(codes):
+        with np.errstate(invalid="ignore", over="ignore"):
+            want = _kernels.dequantize_fp8(part, scale, fmt, "ref").view(np.uint32)
+            for v in variants:
+                np.testing.assert_array_equal(_kernels.dequantize_fp8(part, scale, fmt, v).view(np.uint32), want,
+                                              err_msg=v)
+    # and the reference is float(fp8) * scale (ml_dtypes' decode)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = codes.view(DT8[fmt]).astype(np.float32) * np.float32(scale)
+    got = _kernels.dequantize_fp8(codes, scale, fmt, "ref")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isnan(want)], want[~np.isnan(want)])
+
+
+def test_fp8_qdq_variant_above_the_isa_ceiling_is_a_clear_error():
+    x, v = np.ones(4, np.float32), np.zeros(4, np.uint8)
+    for name, level in (("avx2", "avx2"), ("avx512", "avx512")):
+        if not isa_at_least(level):
+            with pytest.raises(ValueError, match="not available"):
+                _kernels.quantize_fp8(x, 1.0, "e4m3fn", name)
+            with pytest.raises(ValueError, match="not available"):
+                _kernels.dequantize_fp8(v, 1.0, "e5m2", name)

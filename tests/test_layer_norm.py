@@ -26,7 +26,8 @@ pytestmark = pytest.mark.every_isa
 
 
 def _variants() -> list[str]:  # at test time: the ISA ceiling may hide the vector kernels
-    return ["ref"] + (["avx512"] if isa_at_least("avx512") else [])
+    return (["ref"] + (["avx2"] if isa_at_least("avx2") else [])
+            + (["avx512"] if isa_at_least("avx512") else []))
 
 
 def _numpy_ln(x, skip, bias, gamma, beta, eps):
@@ -46,7 +47,7 @@ def _bound(d: int, n: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None) ->
     return 4 * d * 2.0**-24 * (np.abs(n) * np.abs(gamma) + b + 1)
 
 
-@pytest.mark.parametrize("d", [1, 2, 15, 16, 17, 31, 32, 33, 48, 384, 768, 1000])
+@pytest.mark.parametrize("d", [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 384, 768, 1000, 1023])
 @pytest.mark.parametrize("parts", ["plain", "skip", "skip+bias", "bias", "no-beta"])
 def test_kernel_matches_reference_and_numpy(d, parts):
     rng = np.random.default_rng(d)
@@ -64,6 +65,75 @@ def test_kernel_matches_reference_and_numpy(d, parts):
         got = _kernels.layer_norm(x, skip, bias, gamma, beta, 1e-5, v)
         err = np.abs(got.astype(np.float64) - want)
         assert np.all(err <= bound), f"{v}: worst {(err / bound).max():.3g} of the bound"
+
+
+def _float32_sum(x, skip, bias):
+    s = x if bias is None else (x + bias).astype(np.float32)  # the kernels add in float32: (x + bias) + skip
+    return s if skip is None else (s + skip).astype(np.float32)
+
+
+@pytest.mark.parametrize("d", [7, 17, 768, 1023])
+@pytest.mark.parametrize("offset", [1e2, 1e4, 1e6, -3e5])
+def test_kernel_rows_with_a_huge_common_offset(d, offset):
+    # a residual stream far from zero: float sums of s would lose the spread to cancellation (a one-pass
+    # E[s^2] - mean^2, or a mean summed without a shift, is off by O(offset * D * 2^-24) of the output scale); the
+    # kernels must stay within the bound of an offset-free row, measured against float64 math on the same float32 s
+    rng = np.random.default_rng(d)
+    rows = 5
+    x = (offset + rng.standard_normal((rows, d))).astype(np.float32)
+    skip = rng.standard_normal((rows, d)).astype(np.float32)
+    bias = rng.standard_normal(d).astype(np.float32)
+    gamma = rng.uniform(0.5, 2, d).astype(np.float32)
+    beta = rng.standard_normal(d).astype(np.float32)
+    want = _numpy_ln(_float32_sum(x, skip, bias), None, None, gamma, beta, 1e-5)
+    bound = _bound(d, (want - beta) / gamma, gamma, beta)
+    for v in _variants():
+        got = _kernels.layer_norm(x, skip, bias, gamma, beta, 1e-5, v)
+        err = np.abs(got.astype(np.float64) - want)
+        assert np.all(err <= bound), f"{v}: worst {(err / bound).max():.3g} of the bound"
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 17, 768])
+def test_kernel_nan_and_inf_poison_their_row_like_the_reference(d):
+    # a NaN or an infinity anywhere in a row's sum makes that whole row NaN (mean or variance is NaN), other rows
+    # are untouched; a non-finite bias poisons every row
+    rng = np.random.default_rng(5)
+    rows = 6
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    skip = rng.standard_normal((rows, d)).astype(np.float32)
+    bias = rng.standard_normal(d).astype(np.float32)
+    gamma = rng.uniform(0.5, 2, d).astype(np.float32)
+    beta = rng.standard_normal(d).astype(np.float32)
+    last = d - 1
+    x[1, last] = np.nan          # in the tail of the row (d % 8 != 0) as well as in a full vector
+    skip[2, 0] = np.inf          # the first value (the kernels' shift)
+    x[3, d // 2] = np.inf
+    skip[3, last] = -np.inf      # +inf + -inf
+    x[4, last] = -np.inf
+    ref = _kernels.layer_norm(x, skip, bias, gamma, beta, 1e-5, "ref")
+    poisoned = [1, 2, 3, 4]
+    assert np.isnan(ref[poisoned]).all() and np.isfinite(np.delete(ref, poisoned, 0)).all()
+    with np.errstate(invalid="ignore"):  # inf - inf in the poisoned rows
+        want = _numpy_ln(_float32_sum(x, skip, bias), None, None, gamma, beta, 1e-5)
+    bound = _bound(d, (want - beta) / gamma, gamma, beta)
+    bad_bias = bias.copy()
+    bad_bias[last] = np.nan
+    for v in _variants():
+        got = _kernels.layer_norm(x, skip, bias, gamma, beta, 1e-5, v)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref), err_msg=v)
+        ok = np.isfinite(ref)
+        assert np.all(np.abs(got[ok] - want[ok]) <= bound[ok]), v
+        assert np.isnan(_kernels.layer_norm(x, None, bad_bias, gamma, beta, 1e-5, v)).all(), v
+
+
+def test_kernel_variant_above_the_isa_ceiling_is_a_clear_error():
+    x, g = np.zeros((2, 8), np.float32), np.ones(8, np.float32)
+    for v, level in (("avx2", "avx2"), ("avx512", "avx512")):
+        if isa_at_least(level):
+            _kernels.layer_norm(x, None, None, g, None, 1e-5, v)
+        else:
+            with pytest.raises(ValueError, match="not available"):
+                _kernels.layer_norm(x, None, None, g, None, 1e-5, v)
 
 
 def test_kernel_constant_rows_give_beta():

@@ -183,7 +183,7 @@ py::array_t<int16_t> PackTokensS16Py(CArray<uint8_t> a, const std::string& varia
   return out;
 }
 
-// Residual + LayerNorm over the last axis of x [rows, D] (kernels/layer_norm.h); variant "ref" or "avx512".
+// Residual + LayerNorm over the last axis of x [rows, D] (kernels/layer_norm.h); variant "ref", "avx2" or "avx512".
 py::array_t<float> LayerNormPy(CArray<float> x, std::optional<CArray<float>> skip, std::optional<CArray<float>> bias,
                                CArray<float> gamma, std::optional<CArray<float>> beta, float epsilon,
                                const std::string& variant) {
@@ -207,14 +207,24 @@ py::array_t<float> LayerNormPy(CArray<float> x, std::optional<CArray<float>> ski
   a.epsilon = epsilon;
   a.D = D;
   a.y = y.mutable_data();
+  const CpuFeatures f = GetCpuFeatures();
+  void (*kernel)(const LayerNormArgs&, int64_t, int64_t) = nullptr;
+  bool available = true;
   if (variant == "ref") {
-    LayerNormRef(a, 0, rows);
+    kernel = LayerNormRef;
+  } else if (variant == "avx2") {
+    kernel = LayerNormAvx2;
+    available = f.avx2 && f.fma && f.f16c;
   } else if (variant == "avx512") {
-    if (!GetCpuFeatures().avx512f) throw std::invalid_argument("layer_norm variant 'avx512' is not available on this CPU");
-    LayerNormAvx512(a, 0, rows);
+    kernel = LayerNormAvx512;
+    available = f.avx512f && f.avx512bw && f.avx512vl;
   } else {
-    throw std::invalid_argument("layer_norm variant must be 'ref' or 'avx512'");
+    throw std::invalid_argument("layer_norm variant must be 'ref', 'avx2' or 'avx512'");
   }
+  if (!available)
+    throw std::invalid_argument("layer_norm variant '" + variant + "' is not available on this CPU (ISA level " +
+                                IsaLevelName(ActiveIsaLevel()) + ")");
+  kernel(a, 0, rows);
   return y;
 }
 
@@ -298,20 +308,63 @@ class PackedGemmBf16Fp8 {
   std::vector<float> scale_, bias_;
 };
 
+// A conversion variant by name: '' the best the ISA ceiling allows, else 'ref', 'avx2' or 'avx512'.
+template <typename Fn>
+Fn* ConversionByName(const std::vector<Fp8Conversion<Fn>>& variants, const std::string& variant, const char* what) {
+  if (variant.empty()) return variants.front().fn;
+  for (const auto& v : variants)
+    if (variant == v.name) return v.fn;
+  if (variant == "avx2" || variant == "avx512")
+    throw std::invalid_argument(std::string(what) + " variant '" + variant +
+                                "' is not available on this CPU (ISA level " + IsaLevelName(ActiveIsaLevel()) + ")");
+  throw std::invalid_argument(std::string(what) + " variant must be '', 'ref', 'avx2' or 'avx512', got '" + variant +
+                              "'");
+}
+
+template <typename Fn>
+std::vector<std::string> ConversionNames(const std::vector<Fp8Conversion<Fn>>& variants) {
+  std::vector<std::string> names;
+  for (const auto& v : variants) names.push_back(v.name);
+  return names;
+}
+
 py::array_t<uint16_t> ToBf16Py(CArray<float> x, const std::string& variant) {
+  ConvertToBf16Fn* fn = ConversionByName(ConvertToBf16Variants(), variant, "to_bf16");
   py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  const bool fast = variant != "ref" && GetCpuFeatures().avx512_bf16;
-  (fast ? ConvertToBf16Avx512 : ConvertToBf16Ref)(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
+  fn(x.data(), static_cast<size_t>(x.size()), y.mutable_data());
   return y;
 }
 
 py::array_t<uint16_t> QuantizeFp8ToBf16Py(CArray<float> x, float scale, const std::string& format,
                                           const std::string& variant) {
+  QuantizeFp8ToBf16Fn* fn = ConversionByName(QuantizeFp8ToBf16Variants(), variant, "quantize_fp8_to_bf16");
   py::array_t<uint16_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  const bool fast = variant != "ref" && GetCpuFeatures().avx512_bf16;
-  (fast ? QuantizeFp8ToBf16Avx512 : QuantizeFp8ToBf16Ref)(x.data(), static_cast<size_t>(x.size()), scale,
-                                                         ParseFormat(format), y.mutable_data());
+  fn(x.data(), static_cast<size_t>(x.size()), scale, ParseFormat(format), y.mutable_data());
   return y;
+}
+
+py::array_t<uint8_t> QuantizeFp8Py(CArray<float> x, float scale, const std::string& format,
+                                   const std::string& variant) {
+  QuantizeFp8Fn* fn = ConversionByName(QuantizeFp8Variants(), variant, "quantize_fp8");
+  py::array_t<uint8_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  fn(x.data(), static_cast<size_t>(x.size()), scale, ParseFormat(format), y.mutable_data());
+  return y;
+}
+
+py::array_t<float> DequantizeFp8Py(CArray<uint8_t> v, float scale, const std::string& format,
+                                   const std::string& variant) {
+  DequantizeFp8Fn* fn = ConversionByName(DequantizeFp8Variants(), variant, "dequantize_fp8");
+  py::array_t<float> y(std::vector<py::ssize_t>(v.shape(), v.shape() + v.ndim()));
+  fn(v.data(), static_cast<size_t>(v.size()), scale, ParseFormat(format), y.mutable_data());
+  return y;
+}
+
+std::vector<std::string> Fp8ConversionVariants(const std::string& kind) {
+  if (kind == "to_bf16") return ConversionNames(ConvertToBf16Variants());
+  if (kind == "quantize_fp8_to_bf16") return ConversionNames(QuantizeFp8ToBf16Variants());
+  if (kind == "quantize_fp8") return ConversionNames(QuantizeFp8Variants());
+  if (kind == "dequantize_fp8") return ConversionNames(DequantizeFp8Variants());
+  throw std::invalid_argument("kind must be to_bf16, quantize_fp8_to_bf16, quantize_fp8 or dequantize_fp8");
 }
 
 // The AVX2 sparse kernels' rung: AVX2 + FMA + F16C under the ceiling.
@@ -536,7 +589,7 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("x"), py::arg("scale"), py::arg("zero_point"), "Scalar reference");
   m.def("layer_norm", &LayerNormPy, py::arg("x"), py::arg("skip"), py::arg("bias"), py::arg("gamma"),
         py::arg("beta"), py::arg("epsilon"), py::arg("variant"),
-        "(x + bias + skip) normalized over the last axis, times gamma plus beta (ref | avx512)");
+        "(x + bias + skip) normalized over the last axis, times gamma plus beta (ref | avx2 | avx512)");
   m.def("quantize_pack_tokens_u8", &QuantizePackTokensU8Py, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("variant"), "float [M, K] -> the sparse INT8 kernel's token tiles (fused | ref)");
   m.def("pack_tokens_s16", &PackTokensS16Py, py::arg("a"), py::arg("variant"),
@@ -574,9 +627,17 @@ PYBIND11_MODULE(_kernels, m) {
       .def("time", &PackedGemmBf16Fp8::Time, py::arg("a"), py::arg("reps"))
       .def_property_readonly("kernel", &PackedGemmBf16Fp8::kernel);
   m.def("to_bf16", &ToBf16Py, py::arg("x"), py::arg("variant") = "",
-        "float -> bf16 bits (round half to even, denormals flushed), as the FP8 GEMMs see activations");
+        "float -> bf16 bits (round half to even, denormals flushed), as the FP8 GEMMs see activations; "
+        "variant '' (best) | ref | avx2 | avx512");
   m.def("quantize_fp8_to_bf16", &QuantizeFp8ToBf16Py, py::arg("x"), py::arg("scale"), py::arg("format"),
         py::arg("variant") = "", "QuantizeLinear to FP8 (saturate) of x/scale, returned widened to bf16 bits");
+  m.def("quantize_fp8", &QuantizeFp8Py, py::arg("x"), py::arg("scale"), py::arg("format"), py::arg("variant") = "",
+        "QuantizeLinear(saturate=1) of x/scale to FP8 bytes, as the standalone Q node computes it");
+  m.def("dequantize_fp8", &DequantizeFp8Py, py::arg("v"), py::arg("scale"), py::arg("format"),
+        py::arg("variant") = "", "DequantizeLinear of FP8 bytes: float(v) * scale, as the standalone DQ node");
+  m.def("fp8_conversion_variants", &Fp8ConversionVariants, py::arg("kind"),
+        "variants of one conversion (to_bf16 | quantize_fp8_to_bf16 | quantize_fp8 | dequantize_fp8) usable "
+        "under the ISA ceiling, best first");
   m.def("fp8_to_float", [](CArray<uint8_t> v, const std::string& format) {
     py::array_t<float> out(std::vector<py::ssize_t>(v.shape(), v.shape() + v.ndim()));
     const Fp8Format f = ParseFormat(format);

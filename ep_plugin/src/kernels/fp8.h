@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace onnxq::kernels {
 
@@ -30,19 +31,42 @@ uint8_t FloatToFp8Saturate(float v, Fp8Format f);
 uint16_t FloatToBf16(float v);
 float Bf16ToFloat(uint16_t b);
 
-// Activation preparation for the bf16 GEMMs (scalar references; the AVX-512 versions are bit-identical).
-// x / scale (or x itself when scale is null) -> bf16.
+// Activation preparation for the bf16 GEMMs and the standalone FP8 Q / DQ. Variants: Ref (scalar, the definition),
+// Avx2 (AVX2 + F16C), Avx512 (F/BW/VL; ConvertToBf16Avx512 needs AVX512-BF16) -- all bit-identical to Ref.
+// x -> bf16 (FloatToBf16 per element).
 void ConvertToBf16Ref(const float* x, size_t n, uint16_t* y);
+void ConvertToBf16Avx2(const float* x, size_t n, uint16_t* y);
 void ConvertToBf16Avx512(const float* x, size_t n, uint16_t* y);
 // saturate(round_fp8(x / scale)) -> the FP8 value as bf16 (exact), i.e. QuantizeLinear then a lossless widen.
 void QuantizeFp8ToBf16Ref(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y);
+void QuantizeFp8ToBf16Avx2(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y);
 void QuantizeFp8ToBf16Avx512(const float* x, size_t n, float scale, Fp8Format f, uint16_t* y);
 
 // QuantizeLinear(saturate=1) of x / scale to FP8 bytes (the reference is FloatToFp8Saturate per element).
 void QuantizeFp8Ref(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y);
+void QuantizeFp8Avx2(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y);
 void QuantizeFp8Avx512(const float* x, size_t n, float scale, Fp8Format f, uint8_t* y);
 // DequantizeLinear of FP8 bytes: float(v) * scale.
 void DequantizeFp8Ref(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y);
+void DequantizeFp8Avx2(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y);
 void DequantizeFp8Avx512(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y);
+
+// A conversion variant: its name ("avx512", "avx2", "ref") and entry point.
+template <typename Fn>
+struct Fp8Conversion {
+  const char* name;
+  Fn* fn;
+};
+using ConvertToBf16Fn = void(const float*, size_t, uint16_t*);
+using QuantizeFp8ToBf16Fn = void(const float*, size_t, float, Fp8Format, uint16_t*);
+using QuantizeFp8Fn = void(const float*, size_t, float, Fp8Format, uint8_t*);
+using DequantizeFp8Fn = void(const uint8_t*, size_t, float, Fp8Format, float*);
+
+// The variants usable under the ISA ceiling (GetCpuFeatures()), best first; "ref" is always last. Nodes take
+// front() when they are built.
+std::vector<Fp8Conversion<ConvertToBf16Fn>> ConvertToBf16Variants();
+std::vector<Fp8Conversion<QuantizeFp8ToBf16Fn>> QuantizeFp8ToBf16Variants();
+std::vector<Fp8Conversion<QuantizeFp8Fn>> QuantizeFp8Variants();
+std::vector<Fp8Conversion<DequantizeFp8Fn>> DequantizeFp8Variants();
 
 }  // namespace onnxq::kernels

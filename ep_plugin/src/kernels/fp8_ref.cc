@@ -1,7 +1,9 @@
-// Scalar FP8 / BF16 conversions: the definitions the vector versions are tested against.
+// Scalar FP8 / BF16 conversions: the definitions the vector versions are tested against; and the choice among
+// the variants.
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu_features.h"
 #include "kernels/fp8.h"
 
 namespace onnxq::kernels {
@@ -114,6 +116,41 @@ void QuantizeFp8Ref(const float* x, size_t n, float scale, Fp8Format f, uint8_t*
 
 void DequantizeFp8Ref(const uint8_t* v, size_t n, float scale, Fp8Format f, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] = Fp8ToFloat(v[i], f) * scale;
+}
+
+namespace {
+
+// AVX2 + F16C rung; the avx512 rung (F/BW/VL) for the AVX-512 file's conversions.
+bool Avx2(const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }
+bool Avx512(const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl; }
+
+template <typename Fn>
+std::vector<Fp8Conversion<Fn>> Variants(bool avx512, Fn* avx512_fn, Fn* avx2_fn, Fn* ref_fn) {
+  const CpuFeatures f = GetCpuFeatures();
+  std::vector<Fp8Conversion<Fn>> out;
+  if (avx512) out.push_back({"avx512", avx512_fn});
+  if (Avx2(f)) out.push_back({"avx2", avx2_fn});
+  out.push_back({"ref", ref_fn});
+  return out;
+}
+
+}  // namespace
+
+std::vector<Fp8Conversion<ConvertToBf16Fn>> ConvertToBf16Variants() {
+  const CpuFeatures f = GetCpuFeatures();  // vcvtneps2bf16
+  return Variants<ConvertToBf16Fn>(Avx512(f) && f.avx512_bf16, ConvertToBf16Avx512, ConvertToBf16Avx2,
+                                   ConvertToBf16Ref);
+}
+std::vector<Fp8Conversion<QuantizeFp8ToBf16Fn>> QuantizeFp8ToBf16Variants() {
+  return Variants<QuantizeFp8ToBf16Fn>(Avx512(GetCpuFeatures()), QuantizeFp8ToBf16Avx512, QuantizeFp8ToBf16Avx2,
+                                       QuantizeFp8ToBf16Ref);
+}
+std::vector<Fp8Conversion<QuantizeFp8Fn>> QuantizeFp8Variants() {
+  return Variants<QuantizeFp8Fn>(Avx512(GetCpuFeatures()), QuantizeFp8Avx512, QuantizeFp8Avx2, QuantizeFp8Ref);
+}
+std::vector<Fp8Conversion<DequantizeFp8Fn>> DequantizeFp8Variants() {
+  return Variants<DequantizeFp8Fn>(Avx512(GetCpuFeatures()), DequantizeFp8Avx512, DequantizeFp8Avx2,
+                                   DequantizeFp8Ref);
 }
 
 }  // namespace onnxq::kernels

@@ -3,6 +3,7 @@
 //   y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta     (beta optional)
 // Mean and variance in two passes (no E[s^2] - mean^2 cancellation). Not bit-identical to onnxruntime's
 // SkipLayerNormalization / LayerNormalization (summation order differs): the tests bound the difference.
+// Variants: Ref (scalar, double sums), Avx2 (8 lanes, vmaskmov tails), Avx512 (16 lanes, masked tails).
 #pragma once
 #include <cstdint>
 
@@ -21,6 +22,7 @@ struct LayerNormArgs {
 
 // Rows [row_begin, row_end) of x / skip / y (row stride D).
 void LayerNormRef(const LayerNormArgs& a, int64_t row_begin, int64_t row_end);     // double accumulation
+void LayerNormAvx2(const LayerNormArgs& a, int64_t row_begin, int64_t row_end);    // AVX2 + FMA
 void LayerNormAvx512(const LayerNormArgs& a, int64_t row_begin, int64_t row_end);  // AVX512F
 
 }  // namespace onnxq::kernels

@@ -5,8 +5,11 @@
 
 namespace onnxq {
 
-ActivationToBf16::ActivationToBf16(const QdqMatMulSpec& spec, bool fast)
-    : kind_(spec.input_kind), quantize_scale_(spec.quantize_scale), fast_(fast) {
+ActivationToBf16::ActivationToBf16(const QdqMatMulSpec& spec)
+    : kind_(spec.input_kind),
+      quantize_scale_(spec.quantize_scale),
+      convert_(kernels::ConvertToBf16Variants().front().fn),
+      quantize_(kernels::QuantizeFp8ToBf16Variants().front().fn) {
   if (kind_ != QdqMatMulSpec::InputKind::kFloatWeightOnly) format_ = Fp8FormatOf(spec.activation_type);
   for (int i = 0; i < 256; ++i)
     fp8_to_bf16_[i] = kernels::FloatToBf16(kernels::Fp8ToFloat(static_cast<uint8_t>(i), format_));
@@ -23,11 +26,9 @@ void ActivationToBf16::operator()(const Ort::ConstValue& input, ONNXTensorElemen
     const float* x = input.GetTensorData<float>();
     for (int64_t m = 0; m < M; ++m) {
       if (kind_ == QdqMatMulSpec::InputKind::kFloatWeightOnly) {
-        (fast_ ? kernels::ConvertToBf16Avx512 : kernels::ConvertToBf16Ref)(x + m * K, static_cast<size_t>(K),
-                                                                           out + m * lda);
+        convert_(x + m * K, static_cast<size_t>(K), out + m * lda);
       } else {
-        (fast_ ? kernels::QuantizeFp8ToBf16Avx512 : kernels::QuantizeFp8ToBf16Ref)(
-            x + m * K, static_cast<size_t>(K), quantize_scale_, format_, out + m * lda);
+        quantize_(x + m * K, static_cast<size_t>(K), quantize_scale_, format_, out + m * lda);
       }
     }
   }

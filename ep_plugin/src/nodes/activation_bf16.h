@@ -16,8 +16,9 @@ inline kernels::Fp8Format Fp8FormatOf(ONNXTensorElementDataType t) {
 
 class ActivationToBf16 {
  public:
-  // `fast`: use the AVX-512 converters (the caller has checked the CPU has them).
-  ActivationToBf16(const QdqMatMulSpec& spec, bool fast);
+  // Picks the converters (AVX-512 / AVX2 / reference, all bit-identical) from GetCpuFeatures(): build it while
+  // the session's ISA ceiling is in force.
+  explicit ActivationToBf16(const QdqMatMulSpec& spec);
 
   // Writes M rows of K bf16 values at leading dimension lda into `out` (at least M * lda values); columns K..lda
   // get +0 (pad weights are 0, and 0 * garbage could be NaN). `type` is the input's element type.
@@ -28,7 +29,8 @@ class ActivationToBf16 {
   QdqMatMulSpec::InputKind kind_;
   kernels::Fp8Format format_ = kernels::Fp8Format::kE4M3FN;
   float quantize_scale_;
-  bool fast_;
+  kernels::ConvertToBf16Fn* convert_;
+  kernels::QuantizeFp8ToBf16Fn* quantize_;
   uint16_t fp8_to_bf16_[256];  // activation FP8 byte -> bf16 bits (for FP8 input tensors)
 };
 

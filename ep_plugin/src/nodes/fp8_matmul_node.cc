@@ -8,7 +8,7 @@ namespace onnxq {
 Fp8MatMulNode::Fp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
     : input_index_(input_index),
       kernel_(&kernels::SelectGemmBf16Fp8Kernel()),
-      to_bf16_(spec, kernels::GetCpuFeatures().avx512_bf16),  // the AVX-512 converters need AVX512-BF16
+      to_bf16_(spec),
       pool_(pool) {
   const std::vector<int8_t> dense = DenseWeight(spec);  // a sparse spec lands here when dense pays better
   weights_ = kernels::PackWeightsFp8(kernel_->layout, reinterpret_cast<const uint8_t*>(dense.data()), spec.K, spec.N,

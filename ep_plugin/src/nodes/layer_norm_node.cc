@@ -91,8 +91,17 @@ LayerNormNode::LayerNormNode(const LayerNormSpec& spec, size_t input_index, size
       input_index_(input_index),
       skip_index_(skip_index),
       pool_(pool) {
-  const auto& f = kernels::GetCpuFeatures();
-  fast_ = f.avx512f;
+  const kernels::CpuFeatures f = kernels::GetCpuFeatures();
+  if (f.avx512f && f.avx512bw && f.avx512vl) {  // the file is built with the avx512 rung's flags
+    kernel_ = kernels::LayerNormAvx512;
+    kernel_name_ = "layernorm-avx512";
+  } else if (f.avx2 && f.fma && f.f16c) {
+    kernel_ = kernels::LayerNormAvx2;
+    kernel_name_ = "layernorm-avx2";
+  } else {
+    kernel_ = kernels::LayerNormRef;
+    kernel_name_ = "layernorm-ref";
+  }
 }
 
 void LayerNormNode::Compute(OrtKernelContext* raw_context) const {
@@ -146,11 +155,10 @@ void LayerNormNode::Compute(OrtKernelContext* raw_context) const {
   args.epsilon = epsilon_;
   args.D = D_;
   args.y = out.GetTensorMutableData<float>();
-  auto kernel = fast_ ? kernels::LayerNormAvx512 : kernels::LayerNormRef;
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   // below ~64K values a split costs more than it saves
   ThreadPool::ParallelRanges(pool_, rows, rows * D_ >= (1 << 16) ? threads : 1,
-                             [&](int64_t r0, int64_t r1) { kernel(args, r0, r1); });
+                             [&](int64_t r0, int64_t r1) { kernel_(args, r0, r1); });
 }
 
 }  // namespace onnxq

@@ -77,12 +77,11 @@ void ToU8(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, ONNXTensorE
 }
 
 // bf16 values of one operand (FP8 path), contiguous.
-void ToBf16(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, ONNXTensorElementDataType type, bool fast,
-            size_t offset, size_t n, uint16_t* dst) {
+void ToBf16(const QdqActMatMulNode::Side& s, const Ort::ConstValue& v, ONNXTensorElementDataType type,
+            kernels::QuantizeFp8ToBf16Fn* quantize, size_t offset, size_t n, uint16_t* dst) {
   if (s.kind == qdq::QuantizedInput::Kind::kFloatQuantizeInKernel) {
     if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw std::runtime_error("expected a float input");
-    (fast ? kernels::QuantizeFp8ToBf16Avx512 : kernels::QuantizeFp8ToBf16Ref)(v.GetTensorData<float>() + offset, n,
-                                                                              s.quantize_scale, s.format, dst);
+    quantize(v.GetTensorData<float>() + offset, n, s.quantize_scale, s.format, dst);
   } else {
     const uint8_t* src = static_cast<const uint8_t*>(v.GetTensorRawData()) + offset;
     for (size_t i = 0; i < n; ++i) dst[i] = s.fp8_to_bf16[src[i]];
@@ -97,8 +96,11 @@ QdqActMatMulNode::QdqActMatMulNode(const QdqActMatMulSpec& spec, size_t a_index,
       b_(MakeSide(spec.b, b_index)),
       scale_(spec.a.dequantize_scale * spec.b.dequantize_scale),
       quantize_u8_(kernels::SelectQuantizeLinearU8()),
-      fast_fp8_convert_(kernels::GetCpuFeatures().avx512_bf16),  // AVX-512 converters and packer
+      quantize_fp8_to_bf16_(kernels::QuantizeFp8ToBf16Variants().front().fn),
       pool_(pool) {
+  // PackBf16PanelsAvx512 lives in the AVX512-BF16 GEMM's file: enter it only where that GEMM could run
+  const kernels::CpuFeatures f = kernels::GetCpuFeatures();
+  avx512_panels_ = f.avx512_bf16 && f.avx512_vbmi && f.avx512bw && f.avx512vl;
   if (fp8_)
     fp8_kernel_ = &kernels::SelectGemmBf16Fp8Kernel();
   else
@@ -241,15 +243,16 @@ void QdqActMatMulNode::ComputeFp8(Ort::ConstValue a, Ort::ConstValue b, const st
     thread_local std::vector<uint16_t> a_bf16, b_bf16, panels;
     a_bf16.resize(static_cast<size_t>(M * lda));
     for (int64_t m = 0; m < M; ++m) {
-      ToBf16(a_, a, ta, fast_fp8_convert_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
+      ToBf16(a_, a, ta, quantize_fp8_to_bf16_, static_cast<size_t>((ia * M + m) * K), static_cast<size_t>(K),
              a_bf16.data() + m * lda);
       if (lda > K) a_bf16[m * lda + K] = 0;
     }
     b_bf16.resize(static_cast<size_t>(K * N));
-    ToBf16(b_, b, tb, fast_fp8_convert_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N), b_bf16.data());
+    ToBf16(b_, b, tb, quantize_fp8_to_bf16_, static_cast<size_t>(ib * K * N), static_cast<size_t>(K * N),
+           b_bf16.data());
     panels.resize(kernels::Bf16PanelsSize(K, N));
-    (fast_fp8_convert_ ? kernels::PackBf16PanelsAvx512 : kernels::PackBf16Panels)(b_bf16.data(), K, N, N,
-                                                                                   panels.data());
+    (avx512_panels_ ? kernels::PackBf16PanelsAvx512 : kernels::PackBf16Panels)(b_bf16.data(), K, N, N,
+                                                                                panels.data());
     kernels::GemmBf16Fp8Args args;
     args.M = M;
     args.A = a_bf16.data();

@@ -49,7 +49,9 @@ class QdqActMatMulNode : public CompiledNode {
   const kernels::QGemmU8S8Kernel* int8_kernel_ = nullptr;
   const kernels::GemmBf16Fp8Kernel* fp8_kernel_ = nullptr;
   kernels::QuantizeLinearU8Fn quantize_u8_;
-  bool fast_fp8_convert_;
+  kernels::QuantizeFp8ToBf16Fn* quantize_fp8_to_bf16_;  // FP8: float operands quantized in the kernel
+  // FP8: B's bf16 panels packed with the AVX-512 packer where the AVX512-BF16 GEMM's features are present
+  bool avx512_panels_;
   ThreadPool* pool_;
 };
 

@@ -31,12 +31,7 @@ bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
 }
 
 SparseFp8MatMulNode::SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
-    : input_index_(input_index),
-      avx2_(!UseAvx512()),
-      // the AVX-512 activation converters only with the AVX-512 kernel (AVX2 converters: to come in
-      // activation_bf16.cc; the scalar ones meanwhile)
-      to_bf16_(spec, /*fast=*/!avx2_),
-      pool_(pool) {
+    : input_index_(input_index), avx2_(!UseAvx512()), to_bf16_(spec), pool_(pool) {
   weights_ = kernels::MakeBlockSparseBf16(reinterpret_cast<const uint8_t*>(spec.weight.data()),
                                           static_cast<int64_t>(spec.weight.size()), Fp8FormatOf(spec.weight_type),
                                           spec.sparse_block_rows.data(),

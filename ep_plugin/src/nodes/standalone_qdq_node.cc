@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu_features.h"
 #include "kernels/fp8.h"
 #include "patterns/qdq_common.h"
 
@@ -19,17 +18,20 @@ kernels::Fp8Format FormatOf(ONNXTensorElementDataType t) {
 
 StandaloneQdqNode::StandaloneQdqNode(const StandaloneQdqSpec& spec, size_t input_index)
     : spec_(spec), input_index_(input_index) {
-  const auto& f = kernels::GetCpuFeatures();
-  fast_ = f.avx512f && f.avx512bw && f.avx512vl;
-}
-
-const char* StandaloneQdqNode::kernel_name() const {
-  switch (spec_.kind) {
-    case StandaloneQdqSpec::Kind::kQuantizeFp8: return fast_ ? "quantize-fp8-avx512" : "quantize-fp8-ref";
-    case StandaloneQdqSpec::Kind::kDequantizeFp8: return fast_ ? "dequantize-fp8-avx512" : "dequantize-fp8-ref";
-    default: return "gather-dequantize";
+  if (spec_.kind == StandaloneQdqSpec::Kind::kQuantizeFp8) {
+    const auto best = kernels::QuantizeFp8Variants().front();
+    quantize_ = best.fn;
+    kernel_name_ = std::string("quantize-fp8-") + best.name;
+  } else if (spec_.kind == StandaloneQdqSpec::Kind::kDequantizeFp8) {
+    const auto best = kernels::DequantizeFp8Variants().front();
+    dequantize_ = best.fn;
+    kernel_name_ = std::string("dequantize-fp8-") + best.name;
+  } else {
+    kernel_name_ = "gather-dequantize";
   }
 }
+
+const char* StandaloneQdqNode::kernel_name() const { return kernel_name_.c_str(); }
 
 void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
   Ort::KernelContext context(raw_context);
@@ -46,17 +48,15 @@ void StandaloneQdqNode::Compute(OrtKernelContext* raw_context) const {
     Ort::UnownedValue out = context.GetOutput(0, shape);
     if (static_cast<OrtValue*>(out) == nullptr) return;  // nothing reads the output
     auto* y = static_cast<uint8_t*>(out.GetTensorMutableRawData());
-    (fast_ ? kernels::QuantizeFp8Avx512 : kernels::QuantizeFp8Ref)(input.GetTensorData<float>(), count, spec_.scale,
-                                                                   FormatOf(spec_.type), y);
+    quantize_(input.GetTensorData<float>(), count, spec_.scale, FormatOf(spec_.type), y);
     return;
   }
   if (spec_.kind == StandaloneQdqSpec::Kind::kDequantizeFp8) {
     if (in_type != spec_.type) throw std::runtime_error("expected an FP8 input");
     Ort::UnownedValue out = context.GetOutput(0, shape);
     if (static_cast<OrtValue*>(out) == nullptr) return;
-    (fast_ ? kernels::DequantizeFp8Avx512 : kernels::DequantizeFp8Ref)(
-        static_cast<const uint8_t*>(input.GetTensorRawData()), count, spec_.scale, FormatOf(spec_.type),
-        out.GetTensorMutableData<float>());
+    dequantize_(static_cast<const uint8_t*>(input.GetTensorRawData()), count, spec_.scale, FormatOf(spec_.type),
+                out.GetTensorMutableData<float>());
     return;
   }
   // Gather(DQ(table), indices): bounds-checked indices (negative ones count from the end, as in ONNX Gather).

@@ -1,7 +1,9 @@
 // Compiled standalone FP8 Q / DQ and fused DQ(table) -> Gather (see patterns/qdq_standalone_pattern.h).
 #pragma once
 #include <cstddef>
+#include <string>
 
+#include "kernels/fp8.h"
 #include "nodes/compiled_node.h"
 #include "patterns/qdq_standalone_pattern.h"
 
@@ -16,7 +18,10 @@ class StandaloneQdqNode : public CompiledNode {
  private:
   StandaloneQdqSpec spec_;
   size_t input_index_;
-  bool fast_;
+  // FP8 Q / DQ: the variants chosen when the node is built (the ISA ceiling applies), and the kernel name
+  kernels::QuantizeFp8Fn* quantize_ = nullptr;
+  kernels::DequantizeFp8Fn* dequantize_ = nullptr;
+  std::string kernel_name_;
 };
 
 }  // namespace onnxq

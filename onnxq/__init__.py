@@ -11,12 +11,12 @@ __all__ = ["QuantConfig", "SparsifyConfig", "__version__", "quantize", "sparsify
 
 
 def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime / graphsurgeon import)
-    if name in ("quantize", "QuantConfig"):
-        import onnxq.quantizer as q
+    if name in ("QuantConfig", "SparsifyConfig"):
+        import onnxq.core.config as c
 
-        return getattr(q, name)
-    if name in ("sparsify", "SparsifyConfig"):
-        import onnxq.sparse.api as s
+        return getattr(c, name)
+    if name in ("quantize", "sparsify"):
+        import onnxq.pipeline.api as a
 
-        return getattr(s, name)
+        return getattr(a, name)
     raise AttributeError(f"module 'onnxq' has no attribute {name!r}")

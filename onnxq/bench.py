@@ -33,7 +33,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq import ep
-from onnxq.reporting import write_text_atomic
+from onnxq.core.atomic_write import write_text_atomic
 from onnxq.testing import IR_VERSION, OPSET, fp8_qdq_matmul_model, qdq_matmul_model
 
 PROTOCOL_M = (1, 32, 128, 512)

@@ -34,8 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxq.errors import OnnxqError
-from onnxq.sparse import format as bsf
+from onnxq.core import block_sparse as bsf
+from onnxq.core.errors import OnnxqError
 
 FORMS = ("int8", "fp32")
 

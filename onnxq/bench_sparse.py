@@ -27,11 +27,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from onnxq import SparsifyConfig, sparsify
 from onnxq.bench import _Bound, _timed_passes, bench_session, environment, pinned
 from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
-from onnxq.errors import OnnxqError
-from onnxq.reporting import write_text_atomic
-from onnxq.sparse.api import SparsifyConfig, sparsify
+from onnxq.core.atomic_write import write_text_atomic
+from onnxq.core.errors import OnnxqError
 from onnxq.testing import qdq_matmul_model
 
 SPARSITIES = (0.7, 0.8, 0.9, 0.95)

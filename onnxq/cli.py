@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onnxq import __version__
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 
 def _version_text() -> str:
@@ -54,7 +54,7 @@ def _check_output_path(path: str) -> None:
 
 
 def _write_json(path: str, payload: dict) -> None:
-    from onnxq.reporting import write_text_atomic
+    from onnxq.core.atomic_write import write_text_atomic
 
     write_text_atomic(Path(path), json.dumps(payload, indent=2) + "\n")
 
@@ -131,7 +131,8 @@ def _split_list(items: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from onnxq.quantizer import RECIPES, QuantConfig, quantize
+    from onnxq.core.config import RECIPES, QuantConfig
+    from onnxq.pipeline.api import quantize
 
     recipe = args.recipe or args.format or "fp8-e4m3"
     if recipe not in RECIPES:
@@ -163,8 +164,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         overrides["exclude_op_types"] = _split_list(args.exclude_op_types)
     if args.external_data:
         overrides["external_data"] = True
+    overrides["progress"] = not args.no_progress
     cfg = QuantConfig.from_recipe(recipe, **overrides)
-    cfg.progress = not args.no_progress
+    sparse = None
+    if args.sparsity is not None:
+        from onnxq.core.config import SparsifyConfig, parse_block
+
+        if not 0 < args.sparsity < 1:
+            raise OnnxqError(f"--sparsity must be in (0, 1), got {args.sparsity}")
+        sparse = SparsifyConfig(sparsity=args.sparsity, block=parse_block(args.block), reconstruct=args.reconstruct,
+                                progress=not args.no_progress)
+    elif args.reconstruct:
+        raise OnnxqError("--reconstruct needs --sparsity (it reconstructs the weights pruning keeps)")
     if args.synthetic_calibration and args.data:
         raise OnnxqError("give either --data or --synthetic-calibration, not both")
     if args.synthetic_calibration:
@@ -176,7 +187,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.report:
         _check_output_path(args.report)
     report = quantize(args.model, args.output, cfg, data, synthetic_samples=args.synthetic_calibration or 0,
-                      synthetic_dims=_parse_dims(args.dim))
+                      synthetic_dims=_parse_dims(args.dim), sparsify=sparse)
     print(format_quant_report(report))
     if args.report:
         _write_json(args.report, report.to_dict())
@@ -205,6 +216,13 @@ def format_quant_report(r) -> str:  # type: ignore[no-untyped-def]
     if skipped:
         lines.append(f"skipped   {len(skipped)} node(s) left in float, e.g.:")
         lines += [f"  {k}: {v}" for k, v in skipped[:8]]
+    if r.sparsity:
+        sp = r.sparsity
+        if sp["pruned_weights"]:
+            lines.append(f"pruned    {sp['pruned_weights']} weights to {sp['overall_sparsity']:.1%} block sparsity")
+        if sp["packed_weights"]:
+            lines.append(f"packed    {sp['packed_weights']} weights: {sp['packed_bytes_ratio']:.1%} of their "
+                         "dense bytes")
     lines += [f"warning   {w}" for w in r.warnings]
     lines += [f"note      {n}" for n in r.notes]
     lines.append(f"time      {r.seconds:.1f} s")
@@ -212,8 +230,9 @@ def format_quant_report(r) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_sparsify(args: argparse.Namespace) -> int:
-    from onnxq.model_io import load_model
-    from onnxq.sparse.api import SparsifyConfig, parse_block, sparsify
+    from onnxq.core.config import SparsifyConfig, parse_block
+    from onnxq.core.model_io import load_model
+    from onnxq.pipeline.api import sparsify
 
     if not 0.0 <= args.sparsity < 1.0:
         raise OnnxqError(f"--sparsity must be in [0, 1), got {args.sparsity}")
@@ -272,7 +291,7 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from onnxq.calibration.data import iter_feeds, model_inputs, synthetic_feeds
     from onnxq.compare import compare_models, format_compare
-    from onnxq.model_io import load_model
+    from onnxq.core.model_io import load_model
 
     if not args.data and not args.synthetic:
         raise OnnxqError("compare needs --data (.npz feeds) or --synthetic N (random inputs, labelled as such)")
@@ -285,7 +304,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         feeds = iter_feeds(synthetic_feeds(model_inputs(ref), args.synthetic, _parse_dims(args.dim)))
     tick = None
     if not args.no_progress:
-        from onnxq.quantizer.api import tqdm_progress
+        from onnxq.pipeline.api import tqdm_progress
 
         tick = tqdm_progress("comparing", args.max_samples)
     report = compare_models(ref, quant, feeds, layers=not args.no_layers, max_samples=args.max_samples,
@@ -375,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--quick", action="store_true", help="a small subset (M 1 and 128, 768x768, 3 passes)")
     pb.set_defaults(func=cmd_bench)
 
-    from onnxq.quantizer.config import FORMATS, RECIPES
+    from onnxq.core.config import FORMATS, RECIPES
 
     pq = sub.add_parser(
         "quantize", help="quantize a model to FP8 (E4M3FN / E5M2) or INT8 Q/DQ, calibrated on your data",
@@ -434,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "lists which layers fell back and why")
     pq.add_argument("--accuracy-metric", choices=("cosine", "sqnr"), help="metric for --accuracy-target")
     pq.add_argument("--accuracy-samples", type=int, metavar="N", help="feeds used by the accuracy search (8)")
+    pq.add_argument("--sparsity", type=float, metavar="S",
+                    help="also prune MatMul/Gemm weights to block sparsity S in (0, 1) first and pack the quantized "
+                    "sparse weights at the end (one command for `onnxq sparsify --no-pack`, quantize, "
+                    "`onnxq sparsify --pack-only`)")
+    pq.add_argument("--block", default="4x1", metavar="KxN", help="pruning block for --sparsity (default 4x1)")
+    pq.add_argument("--reconstruct", action="store_true",
+                    help="with --sparsity: update the kept weights from --data (OBS / SparseGPT-style)")
     pq.add_argument("--external-data", action="store_true", help="write weights to OUT.onnx.data even when small")
     pq.add_argument("--report", metavar="FILE", help="also write the quantization report as JSON")
     pq.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -16,7 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 EP_NAME = "OnnxqExecutionProvider"
 REGISTRATION_NAME = "onnxq"

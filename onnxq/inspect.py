@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxq.model_io import load_model
+from onnxq.core.model_io import load_model
 
 
 @dataclass

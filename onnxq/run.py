@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.errors import OnnxqError, onnxruntime_errors
-from onnxq.model_io import load_model
+from onnxq.core.errors import OnnxqError, onnxruntime_errors
+from onnxq.core.model_io import load_model
 
 _NP_TYPES = {
     "tensor(float)": np.float32,

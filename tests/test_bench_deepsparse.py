@@ -16,7 +16,7 @@ import onnxq
 import onnxq.ep as ep
 from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
 from onnxq.bench_sparse import SparseReport, SparseResult, markdown, pruned_models
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 from onnxq.testing import qdq_act_matmul_model, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 from onnx import numpy_helper
 
 from onnxq.cli import main
-from onnxq.model_io import save_model
+from onnxq.core.model_io import save_model
 from onnxq.testing import mlp_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

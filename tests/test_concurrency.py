@@ -36,7 +36,7 @@ def _quantized_encoder(recipe: str, sparse: bool = False) -> bytes:
     calib = [sample_inputs(m, batch=2, seq=8, seed=s) for s in range(3)]
     q = onnxq.quantize(m, None, onnxq.QuantConfig.from_recipe(recipe), calib).model
     if sparse:
-        from onnxq.sparse.api import SparsifyConfig, sparsify
+        from onnxq import SparsifyConfig, sparsify
 
         q = sparsify(q, None, SparsifyConfig(sparsity=0.7, min_elements=0)).model
     return q.SerializeToString()

@@ -149,7 +149,7 @@ def _dangling(m: onnx.ModelProto, keep: str) -> onnx.ModelProto:
 def sparse_e5m2_with_inf() -> onnx.ModelProto:
     """Block-sparse E5M2 weights holding +-inf: the file's own function body saturates them to +-57344 (its FP8 ->
     float16 -> FP8 Cast), so the EP must too (found by the fuzzer: the EP used inf, onnxruntime 57344)."""
-    from onnxq.sparse.api import SparsifyConfig, sparsify
+    from onnxq import SparsifyConfig, sparsify
 
     m = sparsify(fp8_qdq_matmul_model(16, 8, weight_format="e5m2"), None, SparsifyConfig(sparsity=0.5,
                                                                                         min_elements=0)).model

@@ -27,8 +27,8 @@ from onnx import TensorProto, numpy_helper
 
 import onnxq
 from onnxq.cli import main
-from onnxq.errors import OnnxqError
-from onnxq.model_io import save_model
+from onnxq.core.errors import OnnxqError
+from onnxq.core.model_io import save_model
 
 
 def _snapshot(root: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""onnxq.model_io: clear ModelLoadErrors for bad files, inputs never modified, atomic saves."""
+"""onnxq.core.model_io: clear ModelLoadErrors for bad files, inputs never modified, atomic saves."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from onnxq.errors import ModelLoadError, OnnxqError
-from onnxq.model_io import load_model, save_model
+from onnxq.core.errors import ModelLoadError, OnnxqError
+from onnxq.core.model_io import load_model, save_model
 from onnxq.testing import mlp_model
 
 

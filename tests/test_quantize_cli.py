@@ -11,7 +11,7 @@ import pytest
 from _qmodels import attention_feeds, attention_model
 
 from onnxq.cli import main
-from onnxq.model_io import save_model
+from onnxq.core.model_io import save_model
 
 
 @pytest.fixture()

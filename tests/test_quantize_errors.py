@@ -15,8 +15,8 @@ from _qmodels import float_feeds, matmul_chain
 
 import onnxq
 from onnxq.cli import main
-from onnxq.errors import ModelLoadError, OnnxqError
-from onnxq.model_io import save_model
+from onnxq.core.errors import ModelLoadError, OnnxqError
+from onnxq.core.model_io import save_model
 
 
 @pytest.fixture()

@@ -9,9 +9,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxq.passes.insert_qdq import quantize_weight
-from onnxq.quantizer import QuantConfig
-from onnxq.quantizer.numerics import (
+from onnxq.core.config import QuantConfig
+from onnxq.core.numerics import (
     E4M3FN,
     E5M2,
     FP8,
@@ -122,7 +121,7 @@ def test_weight_per_channel_fp8(fmt, spec):
     rng = np.random.default_rng(0)
     w = rng.standard_normal((64, 10)).astype(np.float32) * np.logspace(-3, 2, 10).astype(np.float32)
     w[:, 3] = 0.0  # an all-zero column: a safe scale, zeros stay zeros, never NaN
-    q, s = quantize_weight(w, 1, QuantConfig(format=fmt))
+    q, s = QuantConfig(format=fmt).weight_format.quantize_weight(w, 1)
     assert q.dtype == ML[spec.name] and q.nbytes == w.size and s.shape == (10,)
     deq = q.astype(np.float32) * s
     assert np.all(np.isfinite(deq)) and np.all(s > 0)
@@ -138,9 +137,9 @@ def test_weight_per_channel_fp8(fmt, spec):
 def test_weight_int8_symmetric_per_channel_and_axis0():
     rng = np.random.default_rng(1)
     w = rng.standard_normal((6, 20)).astype(np.float32)  # Gemm transB layout [N, K]: channels on axis 0
-    q, s = quantize_weight(w, 0, QuantConfig(format="int8"))
+    q, s = QuantConfig(format="int8").weight_format.quantize_weight(w, 0)
     assert q.dtype == np.int8 and s.shape == (6,)
     assert q.min() >= -127 and np.all(np.abs(q).max(1) == 127)
     np.testing.assert_array_equal(q, np.clip(np.rint(w / s[:, None]), -127, 127).astype(np.int8))
-    q2, s2 = quantize_weight(w, None, QuantConfig(format="int8"))
+    q2, s2 = QuantConfig(format="int8").weight_format.quantize_weight(w, None)
     assert s2.shape == () and np.abs(q2).max() == 127

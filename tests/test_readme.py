@@ -22,9 +22,17 @@ def test_readme_starts_with_setup_and_test_commands():
     assert test_cmd.startswith("python3 -m venv .venv") and "pytest" in test_cmd
 
 
+#: .ci/run ends each README line with this: under `set -e` a failure before the last `&&` of a list would not stop
+#: the script, and a failing pytest would be masked by the steps after it
+FAIL_FAST = " || exit 1"
+
+
 def _ci_commands() -> list[str]:
     lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#") and not ln.startswith(("set ", "cd "))]
+    cmds = [ln for ln in lines if ln and not ln.startswith("#") and not ln.startswith(("set ", "cd "))]
+    for c in cmds:
+        assert c.endswith(FAIL_FAST), f".ci/run line must end with '{FAIL_FAST}': {c}"
+    return [c.removesuffix(FAIL_FAST) for c in cmds]
 
 
 def test_ci_runs_the_readme_test_command_first():

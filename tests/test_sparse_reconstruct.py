@@ -16,9 +16,9 @@ from onnx import numpy_helper
 
 import onnxq
 import onnxq.ep as ep
-from onnxq.errors import OnnxqError
+from onnxq.core import block_sparse as fmt
+from onnxq.core.errors import OnnxqError
 from onnxq.passes.reconstruct_sparse import dense_fit, relative_error, sparsegpt_prune
-from onnxq.sparse import format as fmt
 from onnxq.testing import int8_qdq_static
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

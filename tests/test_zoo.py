@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from onnxq.cli import main
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 from onnxq.zoo import ZooSettings, registry, run_zoo
 from onnxq.zoo import recipes as zrecipes
 

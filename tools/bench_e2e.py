@@ -37,7 +37,7 @@ import onnxruntime as ort
 from onnxq import ep
 from onnxq.bench import bench_session, environment, pinned
 from onnxq.bench_deepsparse import FORMS, DeepSparseWorker, deepsparse_form
-from onnxq.reporting import write_text_atomic
+from onnxq.core.atomic_write import write_text_atomic
 
 
 def feeds_for(sess: ort.InferenceSession, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:

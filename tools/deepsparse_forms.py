@@ -29,8 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxq.bench import environment
 from onnxq.bench_deepsparse import DeepSparseWorker, _downgrade, deepsparse_form, set_static_shapes
 from onnxq.bench_sparse import pruned_models
-from onnxq.errors import OnnxqError
-from onnxq.reporting import write_text_atomic
+from onnxq.core.atomic_write import write_text_atomic
+from onnxq.core.errors import OnnxqError
 
 
 def _model(nodes, inits: dict, m: int, k: int, n: int) -> onnx.ModelProto:  # type: ignore[no-untyped-def]

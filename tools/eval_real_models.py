@@ -475,7 +475,7 @@ def main() -> None:
                     help="update the rows of the evaluated variants in the existing --out JSON (keep the others)")
     args = ap.parse_args()
     if args.render:
-        from onnxq.reporting import write_text_atomic
+        from onnxq.core.atomic_write import write_text_atomic
 
         saved = json.loads(Path(args.render).read_text())
         write_text_atomic(Path(args.out).with_suffix(".md"), markdown(saved["results"], saved["meta"]))
@@ -490,7 +490,7 @@ def main() -> None:
     dirs = model_dirs(cache)
     variants = args.variants or [v[0] for v in ONNXQ_VARIANTS] + ORT_VARIANTS
     out = Path(args.out)
-    from onnxq.reporting import write_text_atomic
+    from onnxq.core.atomic_write import write_text_atomic
 
     def checkpoint(partial: dict) -> None:  # rows so far, in case a later variant takes the process down
         write_text_atomic(out.with_suffix(".partial.json"), json.dumps(partial, indent=1, default=float) + "\n")

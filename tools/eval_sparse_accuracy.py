@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep the other models' results in the existing JSON")
     ap.add_argument("--render", action="store_true", help="only re-render the markdown from the --out JSON")
     args = ap.parse_args()
-    from onnxq.reporting import write_text_atomic
+    from onnxq.core.atomic_write import write_text_atomic
 
     out = Path(args.out)
     if args.render:

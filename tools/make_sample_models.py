@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxq.model_io import save_model
+from onnxq.core.model_io import save_model
 from onnxq.testing import int8_qdq_static, mlp_model, sample_inputs, tiny_encoder_model
 
 

@@ -130,7 +130,7 @@ def train(arch: str, cache_dir: Path = DEFAULT_CACHE, retrain: bool = False, log
     tmp = weights.with_suffix(f".{os.getpid()}.tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, weights)
-    from onnxq.reporting import write_text_atomic
+    from onnxq.core.atomic_write import write_text_atomic
 
     write_text_atomic(info_path, json.dumps(info, indent=1) + "\n")
     log(f"[train {arch}] test accuracy {acc:.4f}; cached in {weights}")

@@ -1,6 +1,6 @@
 """Calibration: streaming histograms of activations and the range-selection methods computed from them."""
 
 from onnxq.calibration.histogram import StreamingHistogram
-from onnxq.calibration.methods import METHODS, RangeSpec, select_range
+from onnxq.calibration.methods import METHODS, select_range
 
-__all__ = ["METHODS", "RangeSpec", "StreamingHistogram", "select_range"]
+__all__ = ["METHODS", "StreamingHistogram", "select_range"]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 DataSource = str | os.PathLike[str] | Iterable[Mapping[str, np.ndarray]]
 
@@ -91,6 +91,19 @@ def iter_feeds(source: DataSource) -> Iterator[tuple[str, Mapping[str, Any]]]:
             yield str(item), load_npz(Path(item))
         else:
             yield f"sample {i}", item
+
+
+def load_feeds(model: onnx.ModelProto, source: DataSource, max_samples: int | None) -> list[dict[str, np.ndarray]]:
+    """Validated feeds, kept in memory (for passes that iterate over them more than once)."""
+    inputs = model_inputs(model)
+    feeds = []
+    for label, raw in iter_feeds(source):
+        if max_samples is not None and len(feeds) >= max_samples:
+            break
+        feeds.append(validate_feed(label, raw, inputs))
+    if not feeds:
+        raise OnnxqError("calibration data is empty: give at least one feed (an .npz keyed by input name)")
+    return feeds
 
 
 def validate_feed(label: str, feed: Any, inputs: list[InputSpec]) -> dict[str, np.ndarray]:

@@ -17,41 +17,17 @@ Every method works on the histogram only (never on stored samples), so memory is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from onnxq.calibration.histogram import StreamingHistogram
-from onnxq.quantizer.config import METHODS
-from onnxq.quantizer.numerics import FP8, qdq_fp8, qdq_int, uint8_asymmetric_params
+from onnxq.core.config import METHODS
+from onnxq.core.formats import NumericFormat
 
 _CANDIDATE_STEPS = 16 * 12  # factors 1 .. 2^-12 in steps of 2^(1/16)
 _POINTS_PER_BIN = 4
 
 
-@dataclass(frozen=True)
-class RangeSpec:
-    """The grid a range is chosen for: ``fp8-e4m3fn`` / ``fp8-e5m2`` (symmetric), ``int8`` (symmetric,
-    [-127, 127]) or ``uint8`` (asymmetric, [0, 255] with a zero point)."""
-
-    grid: str
-
-    @property
-    def symmetric(self) -> bool:
-        return self.grid != "uint8"
-
-    def qdq(self, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if self.grid.startswith("fp8-"):
-            spec = FP8[self.grid[4:]]
-            return qdq_fp8(x, np.float32(max(hi, 1e-30) / spec.max), spec)
-        if self.grid == "int8":
-            return qdq_int(x, np.float32(max(hi, 1e-30) / 127.0), 0, -127, 127)
-        scale, zp = uint8_asymmetric_params(lo, hi)
-        return qdq_int(x, scale, int(zp), 0, 255)
-
-
-def select_range(hist: StreamingHistogram, method: str, spec: RangeSpec, *, percentile: float = 99.999,
+def select_range(hist: StreamingHistogram, method: str, spec: NumericFormat, *, percentile: float = 99.999,
                  fixed: tuple[float, float] | None = None) -> tuple[float, float]:
     """(lo, hi) for this tensor; symmetric grids get (-amax, amax). ``fixed`` (a known output range, e.g.
     Softmax's [0, 1]) wins over the data. An empty histogram gives (0, 0): callers floor it to a safe scale."""
@@ -93,7 +69,7 @@ def _interp_quantile(lo: np.ndarray, hi: np.ndarray, cnt: np.ndarray, q: float) 
     return float(lo[i] + frac * (hi[i] - lo[i]))
 
 
-def _percentile(hist: StreamingHistogram, spec: RangeSpec, p: float) -> tuple[float, float]:
+def _percentile(hist: StreamingHistogram, spec: NumericFormat, p: float) -> tuple[float, float]:
     if not 0 < p <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {p}")
     if spec.symmetric:
@@ -105,7 +81,7 @@ def _percentile(hist: StreamingHistogram, spec: RangeSpec, p: float) -> tuple[fl
             max(_interp_quantile(lo, hi, cnt, p / 100.0), 0.0))
 
 
-def _points(hist: StreamingHistogram, spec: RangeSpec) -> tuple[np.ndarray, np.ndarray]:
+def _points(hist: StreamingHistogram, spec: NumericFormat) -> tuple[np.ndarray, np.ndarray]:
     lo, hi, cnt = hist.abs_bins() if spec.symmetric else hist.signed_bins()
     t = (np.arange(_POINTS_PER_BIN) + 0.5) / _POINTS_PER_BIN
     x = (lo[:, None] + (hi - lo)[:, None] * t[None, :]).reshape(-1)
@@ -118,7 +94,7 @@ def _mse_losses(hist, spec, lo, hi, factors) -> np.ndarray:  # type: ignore[no-u
     x32 = x.astype(np.float32)
     out = np.empty(factors.size)
     for j, f in enumerate(factors):
-        err = spec.qdq(x32, lo * f, hi * f).astype(np.float64) - x
+        err = spec.simulate(x32, lo * f, hi * f).astype(np.float64) - x
         out[j] = float(np.dot(w, err * err))
     return out
 
@@ -146,7 +122,7 @@ def _kl_losses(hist, spec, lo, hi, factors) -> np.ndarray:  # type: ignore[no-un
         p[0] += cnt[centers < rlo].sum()
         p[-1] += cnt[centers > rhi].sum()
         # Q: the in-range mass (without the folded outliers) spread uniformly over each quantization cell
-        _, group = np.unique(spec.qdq(centers[idx].astype(np.float32), rlo, rhi), return_inverse=True)
+        _, group = np.unique(spec.simulate(centers[idx].astype(np.float32), rlo, rhi), return_inverse=True)
         gmass = np.bincount(group, weights=inside)
         gwidth = np.bincount(group, weights=w)
         q = gmass[group] * w / gwidth[group]

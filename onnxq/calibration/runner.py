@@ -17,8 +17,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from onnxq.errors import OnnxqError, onnxruntime_errors
-from onnxq.model_io import is_stub, restore_large_initializers, split_large_initializers
+from onnxq.core.errors import OnnxqError, onnxruntime_errors
+from onnxq.core.model_io import is_stub, restore_large_initializers, split_large_initializers
 
 _PROTOBUF_LIMIT = 2**31 - 1
 _IN_MEMORY_LIMIT = 256 << 20  # models with more weight bytes reach onnxruntime through a private temporary file

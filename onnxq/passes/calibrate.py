@@ -1,6 +1,8 @@
-"""Calibrate: run the float model over the calibration feeds (stock onnxruntime, CPU provider, in memory) and
+"""Calibrate: when the plan quantizes activations (or the accuracy search needs reference feeds), run the float
+model over the calibration feeds (stock onnxruntime, CPU provider, in memory) and
 stream every observed activation into a fixed-size histogram; then pick each tensor's range with the
-configured method. Memory is the histograms (128 KiB per tensor) plus one group of activations at a time."""
+configured method, on the activation format's own grid. Memory is the histograms (128 KiB per tensor) plus one
+group of activations at a time. The result goes to ``ctx.calibration``."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxq.calibration.data import model_inputs, validate_feed
+from onnxq.calibration.data import iter_feeds, model_inputs, synthetic_feeds, validate_feed
 from onnxq.calibration.histogram import StreamingHistogram
-from onnxq.calibration.methods import RangeSpec, select_range
+from onnxq.calibration.methods import select_range
 from onnxq.calibration.runner import TensorRunner
-from onnxq.errors import OnnxqError
-from onnxq.quantizer.config import QuantConfig
+from onnxq.core.config import QuantConfig
+from onnxq.core.errors import OnnxqError
+from onnxq.passes.context import PassContext
 
 
 @dataclass
@@ -28,6 +31,30 @@ class CalibrationResult:
     feeds: list[dict[str, np.ndarray]] = field(default_factory=list)  # the first few, kept for the accuracy search
     channel_min: dict[str, np.ndarray] = field(default_factory=dict)  # per last-axis channel, for smoothing
     channel_max: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    config, plan = ctx.quant, ctx.plan
+    assert plan is not None, "calibrate runs after select_targets"
+    tensors = plan.activation_tensors()
+    if not tensors and config.accuracy_target is None:
+        return model
+    data = ctx.data
+    if data is None and ctx.synthetic_samples:
+        data = synthetic_feeds(model_inputs(model), ctx.synthetic_samples, ctx.synthetic_dims)
+        ctx.synthetic_calibration = True
+        ctx.warnings.append("SYNTHETIC calibration (random inputs): for speed work only; the ranges, and any "
+                            "accuracy measured on them, say nothing about real data")
+    if data is None:
+        raise OnnxqError("this recipe quantizes activations, so it needs calibration data: give .npz files "
+                         "(one feed per file, arrays keyed by input name) or an iterable of feed dicts; or use "
+                         "a weight-only recipe (e.g. fp8-e4m3-weight-only)")
+    keep = config.accuracy_samples if config.accuracy_target is not None else 0
+    channels = plan.weight_matmul_inputs() if config.smooth_alpha else {}
+    ctx.calibration = calibrate(model, tensors, iter_feeds(data), config, keep_feeds=keep, channel_tensors=channels,
+                                progress=ctx.tick("calibrating", config.calibration_max_samples))
+    ctx.warnings.extend(ctx.calibration.warnings)
+    return model
 
 
 def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[str, Mapping[str, Any]]],
@@ -65,14 +92,14 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], feeds: Iterable[tuple[
                 progress(1)
     if n == 0:
         raise OnnxqError("calibration data is empty: give at least one feed (an .npz keyed by input name)")
-    spec = RangeSpec(config.activation_grid())
+    fmt = config.activation_format
     ranges: dict[str, tuple[float, float]] = {}
     warnings: list[str] = []
     for name, h in hists.items():
         if h.nonfinite:
             warnings.append(f"activation '{name}' had {h.nonfinite} NaN/infinite value(s) during calibration; "
                             "its range uses the finite values only")
-        lo, hi = select_range(h, config.calibration_method, spec, percentile=config.percentile)
+        lo, hi = select_range(h, config.calibration_method, fmt, percentile=config.percentile)
         if h.n == 0 or max(abs(lo), abs(hi)) <= 1e-8:
             warnings.append(f"activation '{name}' was constant 0 during calibration; it gets a safe scale "
                             "(range +-1) instead of 0")

@@ -1,26 +1,32 @@
-"""Finalize: drop what the rewrite left unused, sort, export to ONNX at the configured opset and IR version,
-stamp provenance, and check the result with ``onnx.checker`` (a failure here is onnxq's bug, said so)."""
+"""Finalize: the configured opset and IR version, the input's metadata and functions, onnxq's provenance stamp,
+and ``onnx.checker`` on the result (a failure here is onnxq's bug, said so)."""
 
 from __future__ import annotations
 
 import onnx
-import onnx_graphsurgeon as gs
 
 from onnxq import __version__
-from onnxq.errors import OnnxqError
-from onnxq.quantizer.config import QuantConfig
+from onnxq.core.config import QuantConfig
+from onnxq.core.errors import OnnxqError
+from onnxq.passes.context import PassContext
 
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
-def finalize(graph: gs.Graph, config: QuantConfig, template: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
-    graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    graph.opset = max(int(graph.opset or 0), config.opset)
-    if graph.import_domains:
-        for d in graph.import_domains:
-            if d.domain in ("", "ai.onnx"):
-                d.version = graph.opset
-    model = gs.export_onnx(graph, do_type_check=False)
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    """``model`` is written by insert_qdq (a fresh proto this pass may change in place)."""
+    assert ctx.template is not None, "finalize runs after preprocess"
+    finalize(model, ctx.quant, ctx.template)
+    if ctx.check:
+        check_model(model)
+        ctx.checked = model
+    return model
+
+
+def finalize(model: onnx.ModelProto, config: QuantConfig, template: onnx.ModelProto) -> None:
+    for d in model.opset_import:
+        if d.domain in ("", "ai.onnx"):
+            d.version = max(int(d.version), config.opset)
     model.ir_version = max(template.ir_version, 10)
     model.producer_name = template.producer_name or "onnxq"
     model.producer_version = template.producer_version
@@ -32,9 +38,6 @@ def finalize(graph: gs.Graph, config: QuantConfig, template: onnx.ModelProto, *,
         model.metadata_props.add(key=k, value=str(v))
     del model.functions[:]
     model.functions.extend(template.functions)
-    if check:
-        check_model(model)
-    return model
 
 
 def check_model(model: onnx.ModelProto) -> None:

@@ -19,29 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import ml_dtypes
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
+from onnxq.core.config import QuantConfig
+from onnxq.passes.context import PassContext
 from onnxq.passes.select_targets import QuantPlan
 from onnxq.passes.smooth import Smoothing
-from onnxq.quantizer.config import QuantConfig
-from onnxq.quantizer.numerics import (
-    FP8,
-    fp8_scale,
-    int8_symmetric_scale,
-    quantize_fp8,
-    quantize_int,
-    safe_amax,
-    uint8_asymmetric_params,
-)
-
-_ML_FP8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 
 
 class WeightCache:
-    """Quantized weights by (name, axis, granularity, format): reused across consumers and across the
-    variants the accuracy search builds."""
+    """Quantized weights by (name, axis, format, smoothing): reused across consumers and across the variants the
+    accuracy search builds."""
 
     def __init__(self) -> None:
         self._d: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -52,36 +42,15 @@ class WeightCache:
         return self._d[key]
 
 
-def quantize_weight(w: np.ndarray, axis: int | None, config: QuantConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(quantized values in their storage dtype, float32 scale: 1-D along ``axis`` or a scalar)."""
-    w = np.asarray(w, np.float32)
-    if axis is None:
-        amax = np.abs(w).max() if w.size else 0.0
-        bshape: tuple[int, ...] = ()
-    else:
-        red = tuple(i for i in range(w.ndim) if i != axis)
-        amax = np.abs(w).max(axis=red) if w.size else np.zeros(w.shape[axis])
-        bshape = tuple(w.shape[axis] if i == axis else 1 for i in range(w.ndim))
-    if config.is_fp8:
-        spec = FP8[config.fp8_name]
-        scale = fp8_scale(amax, spec)
-        q = quantize_fp8(w, scale.reshape(bshape), spec).view(_ML_FP8[config.fp8_name])
-    else:
-        scale = int8_symmetric_scale(amax)
-        q = quantize_int(w, scale.reshape(bshape), 0, -127, 127, np.int8)
-    return q, np.asarray(scale, np.float32)
-
-
-def activation_params(lo: float, hi: float, config: QuantConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """(scale, zero point or None for FP8) for a per-tensor activation range."""
-    if config.is_fp8:  # no zero point: see the module docstring
-        amax = max(abs(lo), abs(hi))
-        return np.asarray(fp8_scale(amax, FP8[config.fp8_name]), np.float32), None
-    if config.int8_symmetric_activations:
-        scale = int8_symmetric_scale(float(safe_amax(max(abs(lo), abs(hi)))))
-        return np.asarray(scale, np.float32), np.zeros((), np.int8)
-    s, z = uint8_asymmetric_params(lo, hi)
-    return np.asarray(s, np.float32), np.asarray(z, np.uint8)
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    """Rewrite ``model`` by ``ctx.plan`` with the calibrated ranges and smoothing; unused tensors dropped, nodes
+    sorted. The weight cache lives in the context, so the accuracy search's rebuilds quantize each weight once."""
+    assert ctx.plan is not None, "insert_qdq runs after select_targets"
+    cache = ctx.caches.setdefault("insert_qdq", WeightCache())
+    graph = gs.import_onnx(model)
+    insert_qdq(graph, ctx.quant, ctx.plan, ctx.ranges, cache, ctx.smoothing, ctx.smooth_ranges)
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return gs.export_onnx(graph, do_type_check=False)
 
 
 class _Names:
@@ -124,14 +93,14 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
         w = node.inputs[t.input_index]
         axis = t.axis if per_channel else None
         sx = node.inputs[0].name if t.node in smoothing.consumers else None
-        key = (t.weight, axis, config.format, sx)
+        key = (t.weight, axis, config.weight_format.name, sx)
         if key not in weight_consts:
             def make(w=w, axis=axis, sx=sx, t=t):  # type: ignore[no-untyped-def]
                 values = _float_values(w)
                 if sx is not None:  # diag(s) @ W: rows of [K, N], columns of Gemm transB's [N, K]
                     sv = smoothing.scales[sx]
                     values = values * (sv[None, :] if (t.op_type == "Gemm" and t.axis == 0) else sv[:, None])
-                return quantize_weight(values, axis, config)
+                return config.weight_format.quantize_weight(values, axis)
 
             q, s = cache.get(key, make)
             zp = np.zeros(s.shape, q.dtype)
@@ -145,6 +114,7 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                                    inputs=[qc, sc, zc], outputs=[out]))
         node.inputs[t.input_index] = out
 
+    afmt = config.activation_format
     act_consts: dict[tuple[str, bool], tuple[gs.Constant, gs.Constant | None]] = {}
     smoothed_inputs: dict[str, gs.Variable] = {}
     for a in plan.activations:
@@ -165,18 +135,14 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                 lo, hi = smooth_ranges.get(a.tensor, (0.0, 0.0))
             else:
                 lo, hi = a.fixed_range if a.fixed_range is not None else ranges.get(a.tensor, (0.0, 0.0))
-            s, z = activation_params(lo, hi, config)
+            s, z = afmt.activation_params(lo, hi)
             base = f"{a.tensor}_smoothed" if smooth else a.tensor
             act_consts[ckey] = (gs.Constant(names(f"{base}_scale"), s),
                                 None if z is None else gs.Constant(names(f"{base}_zero_point"), z))
         sc, zc = act_consts[ckey]
-        if zc is None:
-            fp8 = FP8[config.fp8_name]
-            q_attrs = {"saturate": 1, "output_dtype": fp8.onnx_type}
-            qdtype = np.dtype(_ML_FP8[config.fp8_name])
-            params = [sc]
-        else:
-            q_attrs, qdtype, params = {}, zc.values.dtype, [sc, zc]
+        q_attrs = afmt.quantize_attributes()
+        params = [sc] if zc is None else [sc, zc]
+        qdtype = afmt.storage_dtype
         xq = gs.Variable(names(f"{a.tensor}_quantized/{a.node}/{a.input_index}"), dtype=qdtype, shape=x.shape)
         xdq = gs.Variable(names(f"{a.tensor}_dequantized/{a.node}/{a.input_index}"), dtype=np.float32, shape=x.shape)
         graph.nodes.append(gs.Node("QuantizeLinear", names(f"{a.node}/{a.tensor}/QuantizeLinear"), q_attrs,

@@ -1,5 +1,5 @@
 """Pack block-sparse weights: every MatMul / Gemm weight whose zeros form whole bk x bn blocks (at least
-`min_sparsity` of them) is replaced by the compact format of ``onnxq.sparse.format`` and a BlockSparseExpand node
+`min_sparsity` of them) is replaced by the compact format of ``onnxq.core.block_sparse`` and a BlockSparseExpand node
 (int8 / FP8 weights behind a DequantizeLinear, or float weights feeding the MatMul directly). The model stays
 runnable by stock onnxruntime through the node's ONNX function; the onnxq EP runs the INT8 ones sparse.
 """
@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from onnxq.sparse import format as fmt
+from onnxq.core import block_sparse as fmt
+from onnxq.passes.context import PassContext
 
 _FP8 = (TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2)
 _PACKABLE = (TensorProto.INT8, TensorProto.FLOAT, TensorProto.FLOAT16, *_FP8)
@@ -43,6 +44,18 @@ def _raw_view(t: onnx.TensorProto) -> np.ndarray:
     if t.data_type in _FP8:
         return np.frombuffer(t.raw_data, np.uint8).reshape(tuple(t.dims))
     return numpy_helper.to_array(t)
+
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    """Packs with ``ctx.sparse``'s block (when it asks to pack), or repacks what unpack_sparse expanded."""
+    if ctx.sparse is not None and ctx.sparse.pack:
+        block, min_sparsity = ctx.sparse.block, ctx.sparse.min_pack_sparsity
+    elif ctx.packed_block is not None:
+        block, min_sparsity = ctx.packed_block, 0.5
+    else:
+        return model
+    out, ctx.reports["pack"] = pack_sparse(model, block, min_sparsity)
+    return out
 
 
 def pack_sparse(model: onnx.ModelProto, block: tuple[int, int] = (4, 1),

@@ -1,6 +1,6 @@
 """Preprocess: make an exported graph quantizable.
 
-* raise the default-domain opset to ``config.opset`` with ``onnx.version_converter`` (FP8 Q/DQ needs >= 19);
+* raise the default-domain opset to ``QuantConfig.opset`` with ``onnx.version_converter`` (FP8 Q/DQ needs >= 19);
 * ``Constant`` nodes become initializers (exporters write weights both ways);
 * ``Transpose`` of a constant is folded into a transposed initializer, so ``MatMul(x, Transpose(W))`` has a
   constant weight (the float original is dropped later if nothing else uses it);
@@ -16,12 +16,17 @@ from __future__ import annotations
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxq.errors import OnnxqError
-from onnxq.model_io import is_stub, restore_large_initializers, split_large_initializers
-from onnxq.quantizer.config import QuantConfig
+from onnxq.core.errors import OnnxqError
+from onnxq.core.model_io import is_stub, restore_large_initializers, split_large_initializers
+from onnxq.passes.context import PassContext
 
 
-def preprocess(model: onnx.ModelProto, config: QuantConfig) -> onnx.ModelProto:
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    ctx.template = _preprocess(model, ctx.quant.opset, ctx.notes)
+    return ctx.template
+
+
+def _preprocess(model: onnx.ModelProto, opset: int, notes: list[str]) -> onnx.ModelProto:
     # the weights are not copied until the end (peak memory: the input model and the output, not four copies)
     m, stash = split_large_initializers(model)
     _constants_to_initializers(m.graph)
@@ -29,11 +34,11 @@ def preprocess(model: onnx.ModelProto, config: QuantConfig) -> onnx.ModelProto:
     _name_nodes(m.graph)
     skeleton, made = split_large_initializers(m)  # large tensors the steps above made (Constants, transposes)
     stash.update(made)
-    skeleton = _upgrade_opset(skeleton, config.opset)
+    skeleton = _upgrade_opset(skeleton, opset)
     try:
         skeleton = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # shape inference is best effort: quantization still works without shapes
-        config.notes.append(f"shape inference failed ({str(e).splitlines()[0]}); continuing without it")
+        notes.append(f"shape inference failed ({str(e).splitlines()[0]}); continuing without it")
     return restore_large_initializers(skeleton, stash)
 
 

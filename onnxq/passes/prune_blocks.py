@@ -16,7 +16,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from onnxq.errors import OnnxqError
+from onnxq.core.config import SparsifyConfig
+from onnxq.core.errors import OnnxqError
+from onnxq.passes.context import PassContext
 
 _FP8 = {TensorProto.FLOAT8E4M3FN: "e4m3fn", TensorProto.FLOAT8E5M2: "e5m2"}
 
@@ -154,6 +156,25 @@ def magnitude_keep(targets: dict[str, _Target], config: PruneConfig
         thresholds = {nm: (float(np.quantile(s, config.sparsity)) if config.sparsity > 0 else -np.inf)
                       for nm, s in scores.items()}
     return decoded, {name: scores[name] > thresholds[name] for name in targets}
+
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    if ctx.sparse is None or ctx.sparse.sparsity <= 0:
+        return model
+    pruned, report = prune_blocks(model, prune_config(ctx.sparse))
+    ctx.reports["prune"] = report
+    require_pruned(report)
+    return pruned
+
+
+def prune_config(cfg: SparsifyConfig) -> PruneConfig:
+    return PruneConfig(cfg.sparsity, cfg.block, cfg.scope, tuple(cfg.exclude), tuple(cfg.op_types), cfg.min_elements)
+
+
+def require_pruned(report: PruneReport) -> None:
+    if not report.weights:
+        raise OnnxqError("no weight could be pruned: " + (
+            "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:5]) or "no MatMul/Gemm weights"))
 
 
 def check_config(config: PruneConfig) -> None:

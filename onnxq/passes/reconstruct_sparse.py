@@ -37,8 +37,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from onnxq.calibration.data import load_feeds
 from onnxq.calibration.runner import TensorRunner
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
+from onnxq.passes.context import PassContext, ProgressFactory
 from onnxq.passes.prune_blocks import (
     PruneConfig,
     PrunedWeight,
@@ -47,9 +49,22 @@ from onnxq.passes.prune_blocks import (
     check_config,
     find_targets,
     magnitude_keep,
+    prune_config,
+    require_pruned,
 )
 
-ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    cfg = ctx.sparse
+    if cfg is None or cfg.sparsity <= 0:
+        return model
+    assert ctx.data is not None, "SparsifyConfig.validate requires data for reconstruction"
+    feeds = load_feeds(model, ctx.data, cfg.calibration_max_samples)
+    rcfg = ReconstructConfig(cfg.damp, cfg.sequential, cfg.batch_rows, cfg.calibration_memory_mb, cfg.dense_target)
+    out, ctx.reports["prune"], ctx.reports["reconstruct"] = reconstruct_sparse(model, prune_config(cfg), rcfg, feeds,
+                                                                               ctx.progress)
+    require_pruned(ctx.reports["prune"])
+    return out
 
 
 @dataclass

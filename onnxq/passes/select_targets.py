@@ -1,15 +1,19 @@
 """Select targets: which weights to quantize (with their per-channel axis) and which activation inputs get
-Q -> DQ, and why anything was left out. Reads the graph only."""
+Q -> DQ, and why anything was left out. Reads the graph only; the plan goes to ``ctx.plan``."""
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-from onnxq.quantizer.config import FIXED_RANGE_OPS, QuantConfig
+from onnxq.core.config import FIXED_RANGE_OPS, QuantConfig
+from onnxq.core.errors import OnnxqError
+from onnxq.passes.context import PassContext
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,29 @@ class QuantPlan:
     def only(self, nodes: set[str]) -> QuantPlan:
         return QuantPlan([w for w in self.weights if w.node in nodes],
                          [a for a in self.activations if a.node in nodes], dict(self.skipped))
+
+    def weight_matmul_inputs(self) -> dict[str, list[tuple[str, str, bool]]]:
+        """activation tensor -> [(node, weight, weight_is_NK)] for its weight MatMul / Gemm consumers (what
+        SmoothQuant can smooth, and what calibration collects per-channel extremes for)."""
+        weights = {w.node: w for w in self.weights if w.op_type in ("MatMul", "Gemm") and w.input_index == 1}
+        out: dict[str, list[tuple[str, str, bool]]] = {}
+        for a in self.activations:
+            w = weights.get(a.node)
+            if w is None or a.input_index != 0 or a.fixed_range is not None:
+                continue
+            out.setdefault(a.tensor, []).append((a.node, w.weight, w.op_type == "Gemm" and w.axis == 0))
+        return out
+
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    config = ctx.quant
+    ctx.plan = plan = select_targets(gs.import_onnx(model), config)
+    gc.collect()  # that graph (a reference cycle) holds every float weight as numpy: free it before calibrating
+    if not plan.weights and not plan.activations:
+        raise OnnxqError(f"nothing to quantize: no node of {', '.join(config.op_types)} with a constant float "
+                         "weight (or a float activation) outside the exclusions"
+                         + (f"; skipped: {next(iter(plan.skipped.items()))}" if plan.skipped else ""))
+    return model
 
 
 def _is_float(t: gs.Tensor) -> bool:

@@ -7,7 +7,8 @@ every smoothed consumer). ``x / s`` is a ``Mul`` by the constant ``1/s`` in fron
 longer spend their range on a few outlier channels (BERT-style FFN inputs), at the cost of one elementwise
 ``Mul`` per smoothed tensor; the onnxq EP still claims the MatMul (its Q input is simply the Mul's output).
 
-Analysis only: this module decides ``s``; ``insert_qdq`` applies it.
+Analysis only: this pass decides ``s`` (``ctx.smoothing``) and the smoothed activations' ranges
+(``ctx.smooth_ranges``) from calibration's per-channel extremes; ``insert_qdq`` applies them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,37 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
-from onnxq.passes.select_targets import QuantPlan
+from onnxq.passes.context import PassContext
 
 _S_MIN, _S_MAX = 1e-4, 1e4
+
+
+def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    config, calib = ctx.quant, ctx.calibration
+    ctx.smoothing = Smoothing()
+    if not config.smooth_alpha or calib is None or ctx.plan is None:
+        return model
+    candidates = ctx.plan.weight_matmul_inputs()
+    if not candidates:
+        return model
+    inits = {t.name: t for t in model.graph.initializer}
+    absmax = {t: np.maximum(np.abs(calib.channel_min[t]), np.abs(calib.channel_max[t]))
+              for t in candidates if t in calib.channel_min}
+    sm = smoothing_scales(candidates, absmax, lambda n: numpy_helper.to_array(inits[n]), float(config.smooth_alpha))
+    symmetric = config.activation_format.symmetric
+    for t in sm.scales:
+        lo, hi = sm.range_of(t, calib.channel_min[t], calib.channel_max[t])
+        if symmetric:
+            lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
+        ctx.smooth_ranges[t] = (lo, hi)
+    if sm.scales:
+        ctx.notes.append(f"smoothing (alpha {config.smooth_alpha}) on {len(sm.scales)} activation "
+                         f"tensor(s) feeding {len(sm.consumers)} MatMul/Gemm")
+    ctx.smoothing = sm
+    return model
 
 
 @dataclass
@@ -30,18 +58,6 @@ class Smoothing:
     def range_of(self, tensor: str, cmin: np.ndarray, cmax: np.ndarray) -> tuple[float, float]:
         s = self.scales[tensor]
         return float(np.min(cmin / s)), float(np.max(cmax / s))
-
-
-def smoothing_candidates(plan: QuantPlan) -> dict[str, list[tuple[str, str, bool]]]:
-    """activation tensor -> [(node, weight, weight_is_NK)] for weight MatMul / Gemm consumers."""
-    weights = {(w.node): w for w in plan.weights if w.op_type in ("MatMul", "Gemm") and w.input_index == 1}
-    out: dict[str, list[tuple[str, str, bool]]] = {}
-    for a in plan.activations:
-        w = weights.get(a.node)
-        if w is None or a.input_index != 0 or a.fixed_range is not None:
-            continue
-        out.setdefault(a.tensor, []).append((a.node, w.weight, w.op_type == "Gemm" and w.axis == 0))
-    return out
 
 
 def smoothing_scales(candidates: Mapping[str, list[tuple[str, str, bool]]],

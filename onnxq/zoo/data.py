@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 FASHION_MNIST_ENV = "ONNXQ_FASHION_MNIST_DIR"
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)

@@ -12,7 +12,7 @@ import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 T = TypeVar("T")
 Outcome = tuple[int, Any, Any]  # (index, item, result or exception)

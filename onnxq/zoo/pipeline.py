@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from onnxq.errors import OnnxqError
-from onnxq.quantizer.config import RECIPES as QRECIPES
-from onnxq.reporting import write_text_atomic
+from onnxq.core.atomic_write import write_text_atomic
+from onnxq.core.config import RECIPES as QRECIPES
+from onnxq.core.errors import OnnxqError
 from onnxq.zoo import recipes as zrecipes
 from onnxq.zoo import registry, tasks
 from onnxq.zoo.executors import Executor, make_executor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ZooRecipe:
 
     @property
     def needs_calibration(self) -> bool:
-        from onnxq.quantizer.config import RECIPES
+        from onnxq.core.config import RECIPES
 
         if self.reconstruct:
             return True
@@ -61,7 +61,7 @@ def convert(recipe: ZooRecipe, src: Path, dst: Path, calibration: list) -> dict:
     """Write ``dst`` from ``src`` (never modified): prune (no pack; reconstructed from the calibration data if the
     recipe says so) -> quantize -> pack. Returns a summary."""
     import onnxq
-    from onnxq.model_io import load_model, save_model
+    from onnxq.core.model_io import load_model, save_model
 
     if recipe.quant_recipe is None and recipe.sparsity == 0:
         raise OnnxqError(f"recipe {recipe.name} converts nothing")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = ("sentence", "classification", "fidelity")
@@ -77,7 +77,7 @@ def load_tool(name: str) -> ModuleType:
 def _save_once(path: Path, build: Callable[[], Any]) -> Path:
     if path.is_file():
         return path
-    from onnxq.model_io import save_model
+    from onnxq.core.model_io import save_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(build(), path)
@@ -203,7 +203,7 @@ PARAPHRASE_TOKEN_OUTPUT = "onnx::Shape_422"
 
 def export_paraphrase(cache: Path) -> Path:
     """The third-party ONNX file with only its token-embedding output kept (the original is not modified)."""
-    from onnxq.model_io import load_model
+    from onnxq.core.model_io import load_model
 
     def build():  # type: ignore[no-untyped-def]
         m = load_model(_paraphrase_onnx())
@@ -316,14 +316,14 @@ def data_config(arch: str, size: str) -> TaskData:
 
 def export_file(path: str, cache: Path) -> Path:
     """A model given by path: used as is (the pipeline only reads it)."""
-    from onnxq.model_io import load_model
+    from onnxq.core.model_io import load_model
 
     load_model(path, load_external_data=False)  # fails early, with one line, on a file that is not ONNX
     return Path(path).resolve()
 
 
 def data_file(path: str, size: str) -> TaskData:
-    from onnxq.model_io import load_model
+    from onnxq.core.model_io import load_model
 
     m = load_model(path, load_external_data=False)
     feeds = []

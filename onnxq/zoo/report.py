@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onnxq.reporting import set_default_mode, write_text_atomic
+from onnxq.core.atomic_write import set_default_mode, write_text_atomic
 from onnxq.zoo import recipes as zrecipes
 from onnxq.zoo.registry import REPO
 

@@ -30,7 +30,7 @@ import onnx
 import onnxruntime as ort
 
 import onnxq.ep as ep
-from onnxq.errors import onnxruntime_errors
+from onnxq.core.errors import onnxruntime_errors
 
 MAX_DATA_BYTES = 64 << 20
 MAX_INPUT_ELEMENTS = 1 << 16
@@ -140,7 +140,7 @@ def _altered_onnxq_functions(model: onnx.ModelProto) -> list[str]:
     """com.onnxq functions whose body differs from the canonical one. The onnxq EP claims such a node by its name
     and computes the canonical expansion; stock onnxruntime runs the body in the file. (A known limitation: the EP
     API does not show a plugin EP the function body, so it cannot check it.) Results are not compared then."""
-    from onnxq.sparse import format as sparse_format
+    from onnxq.core import block_sparse as sparse_format
 
     canonical = {f.name: f for f in sparse_format.expand_functions(21)}
     out = []

@@ -116,7 +116,7 @@ def residual_layernorm() -> onnx.ModelProto:
 def sparse(model: onnx.ModelProto, block: tuple[int, int] = (4, 1)) -> onnx.ModelProto:
     """Block-sparse: the weight becomes a com.onnxq BlockSparseExpand* node (values, block rows, column pointers)
     with a model-local function body; the EP claims the node with the DQ and MatMul."""
-    from onnxq.sparse.api import SparsifyConfig, sparsify
+    from onnxq import SparsifyConfig, sparsify
 
     return sparsify(model, None, SparsifyConfig(sparsity=0.6, block=block, min_elements=0)).model
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 
 def set_default_mode(path: str | os.PathLike[str]) -> None:

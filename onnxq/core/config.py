@@ -1,16 +1,19 @@
-"""QuantConfig (every knob of the quantizer, as one dataclass) and the named recipes."""
+"""The configs: ``QuantConfig`` (every knob of the quantizer) with its named recipes, and ``SparsifyConfig``
+(block pruning and packing). Plain dataclasses, validated before a run and never changed by one."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
+from onnxq.core.formats import SCHEMES, NumericFormat, Scheme
 
 METHODS = ("minmax", "percentile", "entropy", "mse")  # onnxq.calibration.methods implements them
 
-FORMATS = ("fp8-e4m3", "fp8-e5m2", "int8")
+#: the names ``QuantConfig.format`` takes (a weight format and an activation format each: onnxq.core.formats)
+FORMATS = tuple(SCHEMES)
 #: ops whose weight input is quantized (per output channel) and whose activation inputs get Q/DQ
 WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv", "Gather")
 #: outputs whose range is known: used instead of calibration (never a scale of 0, never a std of nothing)
@@ -69,7 +72,6 @@ class QuantConfig:
     external_data: bool | None = None
     opset: int = 21
     progress: bool = False
-    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.op_types = tuple(self.op_types)
@@ -120,17 +122,16 @@ class QuantConfig:
                 raise OnnxqError(f"exclude pattern '{pat}' is not a valid regular expression: {e}") from e
 
     @property
-    def is_fp8(self) -> bool:
-        return self.format.startswith("fp8")
+    def scheme(self) -> Scheme:
+        return SCHEMES[self.format]
 
     @property
-    def fp8_name(self) -> str:
-        return {"fp8-e4m3": "e4m3fn", "fp8-e5m2": "e5m2"}[self.format]
+    def weight_format(self) -> NumericFormat:
+        return self.scheme.weights
 
-    def activation_grid(self) -> str:
-        if self.is_fp8:
-            return "fp8-" + self.fp8_name
-        return "int8" if self.int8_symmetric_activations else "uint8"
+    @property
+    def activation_format(self) -> NumericFormat:
+        return self.scheme.activation_format(self.int8_symmetric_activations)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -159,3 +160,45 @@ RECIPES: dict[str, dict[str, object]] = {
     "int8-conservative": {"format": "int8", "calibration_method": "percentile", "activation_matmuls": False,
                           "smooth_alpha": 0.8},
 }
+
+
+@dataclass
+class SparsifyConfig:
+    """Block pruning and packing (``onnxq sparsify``, or ``onnxq quantize --sparsity``)."""
+
+    sparsity: float = 0.9
+    block: tuple[int, int] = (4, 1)
+    scope: str = "per-layer"  # each layer to `sparsity`; "global": one threshold (may empty whole layers)
+    exclude: tuple[str, ...] = ()
+    op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    min_elements: int = 4096
+    pack: bool = True
+    min_pack_sparsity: float = 0.5  # pack a weight only if at least this share of its blocks is zero
+    reconstruct: bool = False  # OBS / SparseGPT-style update of the kept weights from calibration data
+    damp: float = 0.01  # reconstruction: share of the mean diagonal of X^T X added to its diagonal
+    sequential: bool = True  # reconstruction: each layer sees the activations of the already-pruned earlier ones
+    dense_target: bool = True  # reconstruction, sequential: fit the dense model's layer outputs, not W on X_pruned
+    batch_rows: int = 128  # reconstruction: lazy batch along K (mask chosen per batch, a multiple of the block K)
+    calibration_max_samples: int | None = None  # use at most this many feeds (None: all)
+    calibration_memory_mb: float = 1024.0  # activation bytes one onnxruntime run may return
+    progress: bool = False  # a progress bar on stderr during reconstruction
+
+    def validate(self, has_data: bool) -> None:
+        if self.reconstruct:
+            if not has_data:
+                raise OnnxqError("reconstruction needs calibration data: pass data= (an .npz keyed by input name, "
+                                 "a directory of them or an iterable of feed dicts); on the command line --data "
+                                 "calib.npz")
+            if self.sparsity <= 0:
+                raise OnnxqError("reconstruction needs sparsity > 0 (with sparsity 0 nothing is pruned)")
+            if self.calibration_max_samples is not None and self.calibration_max_samples < 1:
+                raise OnnxqError("calibration_max_samples must be >= 1")
+            if self.calibration_memory_mb <= 0:
+                raise OnnxqError("calibration_memory_mb must be > 0")
+
+
+def parse_block(text: str) -> tuple[int, int]:
+    k, sep, n = text.lower().partition("x")
+    if not sep or not k.isdigit() or not n.isdigit() or int(k) < 1 or int(n) < 1:
+        raise OnnxqError(f"block must be KxN with positive integers (for example 4x1), got '{text}'")
+    return int(k), int(n)

@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnxq.compare import TensorStats
-from onnxq.errors import OnnxqError, onnxruntime_errors
+from onnxq.core.config import QuantConfig
+from onnxq.core.errors import OnnxqError, onnxruntime_errors
+from onnxq.core.metrics import TensorStats
 from onnxq.passes.select_targets import QuantPlan
-from onnxq.quantizer.config import QuantConfig
 
 
 @dataclass
@@ -68,14 +68,15 @@ def _session(model: onnx.ModelProto, use_ep: bool) -> ort.InferenceSession:
 def accuracy_search(reference: onnx.ModelProto, plan: QuantPlan, build: Callable[[QuantPlan], onnx.ModelProto],
                     feeds: Sequence[Mapping[str, np.ndarray]], config: QuantConfig,
                     progress: Callable[[int], None] | None = None
-                    ) -> tuple[onnx.ModelProto, list[Fallback], float, float, str]:
-    """Returns (model, fallbacks, fidelity before, fidelity after, the runtime that measured the candidates)."""
+                    ) -> tuple[QuantPlan, list[Fallback], float, float, str]:
+    """Returns (the plan chosen, fallbacks, fidelity before, fidelity after, the runtime that measured the
+    candidates). ``build`` turns a plan into a candidate model (the pipeline's build passes)."""
     target = float(config.accuracy_target)  # type: ignore[arg-type]
     score = _Scorer(reference, feeds, config.accuracy_metric)
     full = build(plan)
     before = score(full)
     if before >= target:
-        return full, [], before, before, score.runtime
+        return plan, [], before, before, score.runtime
     layers = plan.layers
     ops = {t.node: t.op_type for t in [*plan.weights, *plan.activations]}
     isolated = {}
@@ -106,10 +107,10 @@ def accuracy_search(reference: onnx.ModelProto, plan: QuantPlan, build: Callable
             else:
                 lo = mid
         k = hi
-    model, after = attempt(k)
+    _, after = attempt(k)
     unit = "mean output cosine" if config.accuracy_metric == "cosine" else "output SQNR dB"
     fallbacks = [Fallback(n, ops.get(n, "?"), round(isolated[n], 6), i + 1,
                           f"quantizing only this layer gives {unit} {isolated[n]:.6g} (rank {i + 1} of "
                           f"{len(order)} most sensitive); needed to reach the target {target:g}")
                  for i, n in enumerate(order[:k])]
-    return model, fallbacks, before, after, score.runtime
+    return plan.without(set(order[:k])), fallbacks, before, after, score.runtime

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxq.errors import OnnxqError
+from onnxq.core.errors import OnnxqError
 
 DOMAIN = "com.onnxq"
 DOMAIN_VERSION = 1

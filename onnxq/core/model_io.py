@@ -10,8 +10,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Error as ProtobufError
 
-from onnxq.errors import ModelLoadError, OnnxqError
-from onnxq.reporting import set_default_mode
+from onnxq.core.atomic_write import set_default_mode
+from onnxq.core.errors import ModelLoadError, OnnxqError
 
 # Protobuf cannot serialize a message of 2 GiB or more; larger models keep their tensors in external data.
 _PROTOBUF_LIMIT = 2**31 - 1

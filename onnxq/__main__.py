@@ -1,5 +1,5 @@
 import sys
 
-from onnxq.cli import main
+from onnxq.apps.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The DeepSparse benchmark peer's graph forms (onnxq.bench_deepsparse), checked on stock onnxruntime: DeepSparse
+"""The DeepSparse benchmark peer's graph forms (onnxq.apps.bench_deepsparse), checked on stock onnxruntime: DeepSparse
 itself lives in its own virtualenv and is not needed here."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from _stock import stock_session
 
 import onnxq
 import onnxq.ep as ep
-from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
-from onnxq.bench_sparse import SparseReport, SparseResult, markdown, pruned_models
+from onnxq.apps.bench_deepsparse import DeepSparseWorker, deepsparse_form
+from onnxq.apps.bench_sparse import SparseReport, SparseResult, markdown, pruned_models
+from onnxq.apps.model_builders import qdq_act_matmul_model, sample_inputs
 from onnxq.core.errors import OnnxqError
-from onnxq.testing import qdq_act_matmul_model, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The `onnxq` command line, in-process (onnxq.cli.main) and as `python -m onnxq` subprocesses."""
+"""The `onnxq` command line, in-process (onnxq.apps.cli.main) and as `python -m onnxq` subprocesses."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from onnxq.cli import main
+from onnxq.apps.cli import main
+from onnxq.apps.model_builders import mlp_model
 from onnxq.core.model_io import save_model
-from onnxq.testing import mlp_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 ENCODER_INT8 = SAMPLES / "tiny_encoder.int8.onnx"

@@ -22,7 +22,7 @@ import pytest
 
 import onnxq
 import onnxq.ep as ep
-from onnxq.testing import sample_inputs, tiny_encoder_model
+from onnxq.apps.model_builders import sample_inputs, tiny_encoder_model
 
 SANITIZED = os.environ.get("ONNXQ_SANITIZED") == "1"
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
-from onnxq.testing import qdq_act_matmul_model
+from onnxq.apps.model_builders import qdq_act_matmul_model
 
 EP = ep.EP_NAME
 FP8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}

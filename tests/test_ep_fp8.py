@@ -20,8 +20,8 @@ from onnx import numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.apps.model_builders import fp8_qdq_matmul_model
 from onnxq.cpu import isa_at_least
-from onnxq.testing import fp8_qdq_matmul_model
 
 EP = ep.EP_NAME
 DT = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}

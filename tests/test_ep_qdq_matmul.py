@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
-from onnxq.testing import qdq_matmul_model, quantize_weight_per_column_s8
+from onnxq.apps.model_builders import qdq_matmul_model, quantize_weight_per_column_s8
 
 pytestmark = pytest.mark.every_isa
 
@@ -253,7 +253,7 @@ def test_unusable_scales_are_not_claimed_and_the_model_still_runs(bad_scale):
 
 
 def test_model_with_nothing_to_claim_runs_on_cpu_provider():
-    from onnxq.testing import mlp_model, sample_inputs
+    from onnxq.apps.model_builders import mlp_model, sample_inputs
 
     m = mlp_model()
     cpu, fast = _sessions(m)

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.apps.model_builders import fp8_tensor
 from onnxq.cpu import isa_at_least
-from onnxq.testing import fp8_tensor
 
 EP = ep.EP_NAME
 FP8 = {"e4m3fn": TensorProto.FLOAT8E4M3FN, "e5m2": TensorProto.FLOAT8E5M2}

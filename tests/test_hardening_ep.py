@@ -23,7 +23,7 @@ from _stock import stock_int8_saturates
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxq.ep as ep
-from onnxq.testing import fp8_qdq_matmul_model, fp8_tensor, qdq_act_matmul_model, qdq_matmul_model
+from onnxq.apps.model_builders import fp8_qdq_matmul_model, fp8_tensor, qdq_act_matmul_model, qdq_matmul_model
 
 FUZZ = Path(__file__).resolve().parent.parent / "tools" / "fuzz"
 sys.path.insert(0, str(FUZZ))
@@ -337,7 +337,7 @@ def test_fuzz_regressions(path: Path) -> None:
 def test_node_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Protobuf strings should be UTF-8, but nothing checks: a name that is not made assigned_nodes raise and
     `onnxq run` print a traceback (found by the fuzzer)."""
-    from onnxq.cli import main
+    from onnxq.apps.cli import main
 
     data = qdq_matmul_model(16, 8).SerializeToString()
     node_name = b"\x1a\x06matmul"  # NodeProto.name (field 3, 6 bytes) of the MatMul
@@ -358,7 +358,7 @@ def test_io_dim_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFi
     """A symbolic dim that is not UTF-8 opens a session, but onnxruntime's Python API raises UnicodeDecodeError
     when asked for the input's shape (found by the CI fuzzer: the harness crashed). The harness skips such a model;
     `onnxq run` says what is wrong in one line."""
-    from onnxq.cli import main
+    from onnxq.apps.cli import main
 
     data = qdq_matmul_model(16, 8).SerializeToString()
     dim = b"\x12\x05batch"  # Dimension.dim_param (field 2, 5 bytes)

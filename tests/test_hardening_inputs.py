@@ -26,7 +26,7 @@ from _qmodels import float_feeds, matmul_chain
 from onnx import TensorProto, numpy_helper
 
 import onnxq
-from onnxq.cli import main
+from onnxq.apps.cli import main
 from onnxq.core.errors import OnnxqError
 from onnxq.core.model_io import save_model
 

@@ -10,9 +10,9 @@ import pytest
 
 import onnxq.ep as ep
 from onnxq import _kernels
-from onnxq.cli import main
+from onnxq.apps.cli import main
+from onnxq.apps.model_builders import fp8_qdq_matmul_model, qdq_matmul_model
 from onnxq.cpu import ISA_ENV, ISA_LEVELS, cpu_info, isa_at_least
-from onnxq.testing import fp8_qdq_matmul_model, qdq_matmul_model
 
 
 def test_levels_are_ordered_and_the_detected_level_is_one_of_them():

@@ -274,7 +274,7 @@ def test_ep_wrong_last_dim_at_run_time_is_a_clean_error():
 def test_ep_fuses_the_residual_layernorms_of_a_quantized_encoder():
     # the tiny encoder's residual Adds feed its two LayerNorms; the MatMul groups keep their own bias Adds (never
     # folded twice), and the whole model stays close to stock onnxruntime on the same file
-    from onnxq.testing import int8_qdq_static, sample_inputs, tiny_encoder_model
+    from onnxq.apps.model_builders import int8_qdq_static, sample_inputs, tiny_encoder_model
 
     m = tiny_encoder_model(d=64, ffn=256)
     q = int8_qdq_static(m, [sample_inputs(m, batch=2, seq=16, seed=i) for i in range(3)])

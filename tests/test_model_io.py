@@ -12,9 +12,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from onnxq.apps.model_builders import mlp_model
 from onnxq.core.errors import ModelLoadError, OnnxqError
 from onnxq.core.model_io import load_model, save_model
-from onnxq.testing import mlp_model
 
 
 def _sha256(path: Path) -> str:

@@ -14,13 +14,13 @@ import onnxruntime as ort
 import pytest
 
 import onnxq
+from onnxq.apps.model_builders import mlp_model, sample_inputs
 from onnxq.core.block_sparse import DOMAIN
 from onnxq.core.config import QuantConfig, SparsifyConfig
 from onnxq.core.formats import FORMATS, SCHEMES, format_named
 from onnxq.passes.context import PassContext
 from onnxq.pipeline import recipes
 from onnxq.pipeline.runner import load_pass, run_passes
-from onnxq.testing import mlp_model, sample_inputs
 
 PKG = Path(onnxq.__file__).resolve().parent
 
@@ -230,7 +230,7 @@ def test_unpack_rejects_a_hostile_index():
 
 
 def test_cli_quantize_with_sparsity_writes_packed_int8(tmp_path):
-    from onnxq.cli import main
+    from onnxq.apps.cli import main
 
     m = _big_mlp()
     src = tmp_path / "m.onnx"

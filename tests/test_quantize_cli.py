@@ -10,7 +10,7 @@ import onnx
 import pytest
 from _qmodels import attention_feeds, attention_model
 
-from onnxq.cli import main
+from onnxq.apps.cli import main
 from onnxq.core.model_io import save_model
 
 

@@ -14,7 +14,7 @@ import pytest
 from _qmodels import float_feeds, matmul_chain
 
 import onnxq
-from onnxq.cli import main
+from onnxq.apps.cli import main
 from onnxq.core.errors import ModelLoadError, OnnxqError
 from onnxq.core.model_io import save_model
 

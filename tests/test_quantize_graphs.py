@@ -27,8 +27,8 @@ from _stock import stock_session
 
 import onnxq
 import onnxq.ep as ep
+from onnxq.apps.model_builders import tiny_encoder_model
 from onnxq.core.model_io import save_model
-from onnxq.testing import tiny_encoder_model
 
 FORMATS = ["fp8-e4m3", "fp8-e5m2", "int8"]
 FP8_TYPES = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2}

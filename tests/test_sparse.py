@@ -16,10 +16,10 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxq
 import onnxq.ep as ep
 from onnxq import _kernels
+from onnxq.apps.model_builders import int8_qdq_static, qdq_matmul_model, sample_inputs, tiny_encoder_model
 from onnxq.core import block_sparse as fmt
 from onnxq.core.errors import OnnxqError
 from onnxq.cpu import isa_at_least
-from onnxq.testing import int8_qdq_static, qdq_matmul_model, sample_inputs, tiny_encoder_model
 
 EP = ep.EP_NAME
 pytestmark = [pytest.mark.every_isa, pytest.mark.usefixtures("fp8_kernel_everywhere")]
@@ -425,7 +425,7 @@ def test_bad_sparsify_arguments():
 def test_cli_sparsify_round_trip(tmp_path):
     from pathlib import Path
 
-    from onnxq.cli import main
+    from onnxq.apps.cli import main
 
     src = Path(__file__).resolve().parent.parent / "sample_models" / "tiny_encoder.int8.onnx"
     before = src.read_bytes()

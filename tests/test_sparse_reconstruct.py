@@ -16,10 +16,10 @@ from onnx import numpy_helper
 
 import onnxq
 import onnxq.ep as ep
+from onnxq.apps.model_builders import int8_qdq_static
 from onnxq.core import block_sparse as fmt
 from onnxq.core.errors import OnnxqError
 from onnxq.passes.reconstruct_sparse import dense_fit, relative_error, sparsegpt_prune
-from onnxq.testing import int8_qdq_static
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 MODEL = SAMPLES / "tiny_encoder.onnx"
@@ -171,7 +171,7 @@ def test_layer_target(tiny):
 
 
 def test_npz_path_and_cli(tmp_path):
-    from onnxq.cli import main
+    from onnxq.apps.cli import main
 
     before = MODEL.read_bytes()
     out = tmp_path / "rec.onnx"

@@ -1,5 +1,5 @@
 """The model zoo pipeline end to end on models the repository builds itself (no torch): a numpy-trained classifier
-on seeded blobs (real accuracy) and onnxq.testing's MLP (fidelity), two recipes, plus a broken model entry."""
+on seeded blobs (real accuracy) and model_builders' MLP (fidelity), two recipes, plus a broken model entry."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from onnxq.cli import main
+from onnxq.apps.cli import main
+from onnxq.apps.zoo import ZooSettings, registry, run_zoo
+from onnxq.apps.zoo import recipes as zrecipes
 from onnxq.core.errors import OnnxqError
-from onnxq.zoo import ZooSettings, registry, run_zoo
-from onnxq.zoo import recipes as zrecipes
 
 
 def _settings(tmp_path: Path) -> ZooSettings:

@@ -11,7 +11,7 @@ zeros); other inputs get seeded random values. Besides latency it reports, per q
 EP's outputs are to stock onnxruntime's on the same file (cosine, max |diff|) and to the FP32 model (cosine).
 
 DeepSparse 1.8 (optional; its own virtualenv since it pins onnx < 1.15) runs the same quantized files converted to
-the form it accelerates (onnxq/bench_deepsparse.py: SparseML's MatMulInteger form for INT8, or the same weights
+the form it accelerates (onnxq/apps/bench_deepsparse.py: SparseML's MatMulInteger form for INT8, or the same weights
 dequantized to FP32), with the feeds' shapes fixed in the file, in a worker subprocess that takes its turn in the
 same interleaved passes:
 
@@ -35,8 +35,8 @@ import onnx
 import onnxruntime as ort
 
 from onnxq import ep
-from onnxq.bench import bench_session, environment, pinned
-from onnxq.bench_deepsparse import FORMS, DeepSparseWorker, deepsparse_form
+from onnxq.apps.bench import bench_session, environment, pinned
+from onnxq.apps.bench_deepsparse import FORMS, DeepSparseWorker, deepsparse_form
 from onnxq.core.atomic_write import write_text_atomic
 
 
@@ -84,7 +84,7 @@ def main() -> int:
     labels = dict(m.split("=", 1) for m in args.model)
     if args.deepsparse_python and (unknown := [x for x in (args.deepsparse_model or []) if x not in labels]):
         ap.error(f"--deepsparse-model {unknown}: no such --model label")
-    with pinned(args.threads):  # sessions, DeepSparse workers and timing alike (see onnxq.bench.pinned)
+    with pinned(args.threads):  # sessions, DeepSparse workers and timing alike (see onnxq.apps.bench.pinned)
         return _run(args, labels)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Block-sparse INT8 MatMul benchmark: the onnxq sparse kernel vs stock onnxruntime's dense INT8, the onnxq dense
 kernel and (optionally) DeepSparse 1.8 (INT8 in the MatMulInteger form it accelerates, and FP32, on the same pruned
-weights), at 70/80/90/95% 4x1 block sparsity (see onnxq/bench_sparse.py and onnxq/bench_deepsparse.py).
+weights), at 70/80/90/95% 4x1 block sparsity (see onnxq/apps/bench_sparse.py and onnxq/apps/bench_deepsparse.py).
 
     python tools/bench_sparse.py --out docs/bench                       # without DeepSparse
     python3 -m venv /tmp/dsenv && /tmp/dsenv/bin/pip install deepsparse==1.8.0
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from onnxq.bench_sparse import SHAPES, SPARSITIES, SparseBenchConfig, markdown, run_sparse_bench, write_outputs
+from onnxq.apps.bench_sparse import SHAPES, SPARSITIES, SparseBenchConfig, markdown, run_sparse_bench, write_outputs
 
 
 def main() -> int:

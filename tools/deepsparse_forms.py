@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Which ONNX form of one pruned INT8 MatMul does DeepSparse 1.8 run itself, and how fast? (evidence behind
-onnxq/bench_deepsparse.py's choice of form). Every candidate is built from the same pruned weights (onnxq's 4x1
+onnxq/apps/bench_deepsparse.py's choice of form). Every candidate is built from the same pruned weights (onnxq's 4x1
 magnitude pruning of a per-channel int8 Q/DQ MatMul), compiled by DeepSparse in its own virtualenv (1 core, batch 1,
 static shapes, IR 8 / opset 13), checked against stock onnxruntime on the Q/DQ file, and timed in interleaved passes.
 
@@ -26,9 +26,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxq.bench import environment
-from onnxq.bench_deepsparse import DeepSparseWorker, _downgrade, deepsparse_form, set_static_shapes
-from onnxq.bench_sparse import pruned_models
+from onnxq.apps.bench import environment
+from onnxq.apps.bench_deepsparse import DeepSparseWorker, deepsparse_form, downgrade_ir, set_static_shapes
+from onnxq.apps.bench_sparse import pruned_models
 from onnxq.core.atomic_write import write_text_atomic
 from onnxq.core.errors import OnnxqError
 
@@ -54,7 +54,7 @@ def candidates(dense: onnx.ModelProto, m: int, k: int, n: int) -> dict[str, onnx
     out: dict[str, onnx.ModelProto] = {}
     qdq = onnx.ModelProto()
     qdq.CopyFrom(dense)
-    _downgrade(qdq)
+    downgrade_ir(qdq)
     set_static_shapes(qdq, {"x": [1, m, k]})
     out["Q/DQ per-channel (onnxq's file)"] = qdq
     q = helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"])

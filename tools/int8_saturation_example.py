@@ -18,8 +18,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import onnxq.ep as ep
+from onnxq.apps.model_builders import qdq_matmul_model
 from onnxq.cpu import cpu_label
-from onnxq.testing import qdq_matmul_model
 
 
 def run_case(title: str, heavy_weights: bool) -> None:

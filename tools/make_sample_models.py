@@ -6,7 +6,7 @@
 Writes, for the MLP and the tiny transformer encoder block:
   NAME.onnx        FP32 with seeded weights
   NAME.int8.onnx   INT8 Q/DQ: per-column s8 weights, per-tensor u8 activations, min/max calibrated on
-                   seeded inputs (onnxq.testing.int8_qdq_static)
+                   seeded inputs (onnxq.apps.model_builders.int8_qdq_static)
 and calib_NAME.npz, the calibration batch used.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxq.apps.model_builders import int8_qdq_static, mlp_model, sample_inputs, tiny_encoder_model
 from onnxq.core.model_io import save_model
-from onnxq.testing import int8_qdq_static, mlp_model, sample_inputs, tiny_encoder_model
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 Reproducible: torch.manual_seed / numpy seeds, one intra-op thread, deterministic algorithms, a fixed data order.
 The state dict and a small JSON (seed, epochs, test accuracy, torch version) go to ~/.cache/onnxq/fashion_mnist
 (``--cache``); a second run reuses them (``--retrain`` trains again). The ONNX export (opset 17, input ``image``
-[batch, 1, 28, 28] normalised as ``onnxq.zoo.data.load_fashion_mnist`` does, output ``logits`` [batch, 10]) goes
+[batch, 1, 28, 28] normalised as ``onnxq.apps.zoo.data.load_fashion_mnist`` does, output ``logits`` [batch, 10]) goes
 beside them or to ``--onnx-dir``. ``onnxq zoo run --models fmnist-cnn fmnist-vit`` calls ``train_and_export``.
 """
 
@@ -91,7 +91,7 @@ def train(arch: str, cache_dir: Path = DEFAULT_CACHE, retrain: bool = False, log
     """Train (or load from the cache) ``arch``; returns (model, info)."""
     import torch
 
-    from onnxq.zoo.data import load_fashion_mnist
+    from onnxq.apps.zoo.data import load_fashion_mnist
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     weights, info_path = cache_dir / f"{arch}.pt", cache_dir / f"{arch}.json"

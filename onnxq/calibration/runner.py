@@ -7,7 +7,6 @@ straight from the model, so the model is never copied or serialized whole."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,10 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from onnxq.core.errors import OnnxqError, onnxruntime_errors
-from onnxq.core.model_io import is_stub, restore_large_initializers, split_large_initializers
+from onnxq.core.model_io import restore_large_initializers, save_skeleton, split_large_initializers
 
 _PROTOBUF_LIMIT = 2**31 - 1
 _IN_MEMORY_LIMIT = 256 << 20  # models with more weight bytes reach onnxruntime through a private temporary file
@@ -51,7 +50,7 @@ class TensorRunner:
                                                  providers=["CPUExecutionProvider"])
             else:  # large: the weights go straight from the model to a file (no copy of the model, no bytes of it)
                 self._tmp = tempfile.mkdtemp(prefix="onnxq-calib-")
-                path = _save_with_external_data(aug, large, self._tmp)
+                path = save_skeleton(aug, large, self._tmp)
                 self.sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
         except onnxruntime_errors() as e:
             self.close()
@@ -112,30 +111,6 @@ class TensorRunner:
             vals = self.run(group, feed)
             yield from zip(group, vals, strict=True)
             del vals
-
-
-def _save_with_external_data(aug: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], directory: str) -> str:
-    """Write `aug` (whose large initializers are stubs) to `directory`, the stubs' data into one file beside it."""
-    data_name = "weights.bin"
-    with open(os.path.join(directory, data_name), "wb") as f:
-        for t in aug.graph.initializer:
-            src = large.get(t.name)
-            if src is None or not is_stub(t):
-                continue
-            if src.data_location == onnx.TensorProto.EXTERNAL or src.data_type == onnx.TensorProto.STRING:
-                t.CopyFrom(src)
-                continue
-            raw = src.raw_data if src.HasField("raw_data") else numpy_helper.to_array(src).tobytes()
-            f.write(b"\0" * (-f.tell() % 4096))  # page-aligned, so onnxruntime may map it
-            offset = f.tell()
-            f.write(raw)
-            del t.external_data[:]
-            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
-                t.external_data.add(key=k, value=v)
-            del raw
-    path = os.path.join(directory, "model.onnx")
-    onnx.save_model(aug, path)
-    return path
 
 
 def _static_numel(model: onnx.ModelProto):  # type: ignore[no-untyped-def]

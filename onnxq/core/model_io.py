@@ -1,14 +1,17 @@
-"""Reading and writing models safely: clear errors for bad files, atomic writes, inputs never modified."""
+"""Reading and writing models safely: clear errors for bad files, atomic writes, inputs never modified; and the
+large-initializer skeletons (split, restore, save) every step that hands a big model to onnx or onnxruntime uses."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Error as ProtobufError
+from onnx import numpy_helper
 
 from onnxq.core.atomic_write import set_default_mode
 from onnxq.core.errors import ModelLoadError, OnnxqError
@@ -167,3 +170,29 @@ def restore_large_initializers(model: onnx.ModelProto, large: dict[str, onnx.Ten
         if t.name in large and is_stub(t):
             t.CopyFrom(large[t.name])
     return model
+
+
+def save_skeleton(aug: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], directory: str) -> str:
+    """Write a skeleton (``split_large_initializers``: large initializers are stubs) to ``directory`` as
+    ``model.onnx``, the stubs' data into one page-aligned file beside it; returns the model's path. The weights go
+    straight from the stash to the file: a model of several GiB is never serialized or held twice."""
+    data_name = "weights.bin"
+    with open(os.path.join(directory, data_name), "wb") as f:
+        for t in aug.graph.initializer:
+            src = large.get(t.name)
+            if src is None or not is_stub(t):
+                continue
+            if src.data_location == onnx.TensorProto.EXTERNAL or src.data_type == onnx.TensorProto.STRING:
+                t.CopyFrom(src)
+                continue
+            raw = src.raw_data if src.HasField("raw_data") else numpy_helper.to_array(src).tobytes()
+            f.write(b"\0" * (-f.tell() % 4096))  # page-aligned, so onnxruntime may map it
+            offset = f.tell()
+            f.write(raw)
+            del t.external_data[:]
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
+                t.external_data.add(key=k, value=v)
+            del raw
+    path = os.path.join(directory, "model.onnx")
+    onnx.save_model(aug, path)
+    return path

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxq.testing import (
+from onnxq.apps.model_builders import (
     fp8_qdq_matmul_model,
     int8_qdq_static,
     mlp_model,

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from onnxq.apps.zoo import recipes as zrecipes
+from onnxq.apps.zoo import registry, tasks
+from onnxq.apps.zoo.executors import Executor, make_executor
 from onnxq.core.atomic_write import write_text_atomic
 from onnxq.core.config import RECIPES as QRECIPES
 from onnxq.core.errors import OnnxqError
-from onnxq.zoo import recipes as zrecipes
-from onnxq.zoo import registry, tasks
-from onnxq.zoo.executors import Executor, make_executor
 
 DEFAULT_CACHE = Path.home() / ".cache" / "onnxq" / "zoo"
 
@@ -130,7 +130,7 @@ class _Steps:
 
 
 def _session(path: Path, threads: int, onnxq: bool) -> Any:
-    from onnxq.bench import bench_session
+    from onnxq.apps.bench import bench_session
 
     return bench_session(path, threads, onnxq)
 
@@ -337,7 +337,7 @@ def _bench_task(args: tuple[dict, ZooSettings]) -> dict:
 def run_zoo(models: list[str] | None, settings: ZooSettings, executor: Executor | str = "serial",
             jobs: int = 1) -> ZooResult:
     """Run the zoo and write the report (``OUT/zoo.md``, ``zoo.json``, PNGs). ``models``: names, groups or paths."""
-    from onnxq.zoo import report
+    from onnxq.apps.zoo import report
 
     entries = registry.resolve(models)
     zrecipes.resolve(settings.recipes)  # unknown recipes: one error before any work

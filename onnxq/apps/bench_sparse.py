@@ -1,11 +1,11 @@
-"""Block-sparse INT8 MatMul benchmark (same protocol as onnxq.bench): one pruned INT8 Q/DQ MatMul per shape and
+"""Block-sparse INT8 MatMul benchmark (same protocol as onnxq.apps.bench): one pruned INT8 Q/DQ MatMul per shape and
 sparsity, run as
 
   ort-int8-dense     stock onnxruntime on the pruned weights stored dense (its INT8 kernel; zeros cost as much)
   onnxq-dense        the onnxq EP's dense INT8 kernel on the packed file (ONNXQ_SPARSE=never at session creation)
   onnxq-sparse       the onnxq EP's 4x1 sparse kernel on the packed file
   deepsparse         DeepSparse 1.8, INT8, on the same pruned int8 weights in the form it runs as sparse INT8
-                     (SparseML's QuantizeLinear -> MatMulInteger -> Cast -> Mul export; see onnxq.bench_deepsparse)
+                     (SparseML's QuantizeLinear -> MatMulInteger -> Cast -> Mul export; see onnxq.apps.bench_deepsparse)
   deepsparse-fp32    DeepSparse 1.8 on the same pruned weights dequantized to an FP32 MatMul (its FP32 sparse path)
 
 DeepSparse is optional: it pins onnx < 1.15, so it runs in its own virtualenv, one worker subprocess per engine.
@@ -28,11 +28,11 @@ import onnx
 import onnxruntime as ort
 
 from onnxq import SparsifyConfig, sparsify
-from onnxq.bench import _Bound, _timed_passes, bench_session, environment, pinned
-from onnxq.bench_deepsparse import DeepSparseWorker, deepsparse_form
+from onnxq.apps.bench import BoundSession, bench_session, environment, pinned, timed_passes
+from onnxq.apps.bench_deepsparse import DeepSparseWorker, deepsparse_form
+from onnxq.apps.model_builders import qdq_matmul_model
 from onnxq.core.atomic_write import write_text_atomic
 from onnxq.core.errors import OnnxqError
-from onnxq.testing import qdq_matmul_model
 
 SPARSITIES = (0.7, 0.8, 0.9, 0.95)
 VARIANTS = ("ort-int8-dense", "onnxq-dense", "onnxq-sparse", "deepsparse", "deepsparse-fp32", "deepsparse-pt")
@@ -153,7 +153,7 @@ def _bench_config(cfg: SparseBenchConfig, report: SparseReport, progress: Callab
     workers, details = ({}, {}) if not cfg.deepsparse_python else \
         _deepsparse_workers(cfg, dense, x, threads, outs["ort-int8-dense"])
     try:
-        times = _timed_passes(bound, cfg, workers)
+        times = timed_passes(bound, cfg, workers)
     finally:
         for w in workers.values():
             w.close()
@@ -172,7 +172,7 @@ def _bench_config(cfg: SparseBenchConfig, report: SparseReport, progress: Callab
                                                float("nan"), f"failed: {d['failed']}"))
 
 
-class _Bound3(_Bound):
+class _Bound3(BoundSession):
     """IOBinding for the [1, M, K] -> [1, M, N] models."""
 
     def __init__(self, sess: ort.InferenceSession, x: np.ndarray, n: int) -> None:

@@ -60,7 +60,7 @@ def _write_json(path: str, payload: dict) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from onnxq.inspect import format_report, inspect_model
+    from onnxq.apps.inspect import format_report, inspect_model
 
     report = inspect_model(args.model, with_ep=not args.no_ep)
     print(format_report(report))
@@ -72,7 +72,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from onnxq.run import format_run_report, run_model
+    from onnxq.apps.run import format_run_report, run_model
 
     inputs = None
     if args.inputs:
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from onnxq.bench import PROTOCOL_KN, PROTOCOL_M, VARIANTS, BenchConfig, markdown, run_bench, write_outputs
+    from onnxq.apps.bench import PROTOCOL_KN, PROTOCOL_M, VARIANTS, BenchConfig, markdown, run_bench, write_outputs
 
     def parse_kn(text: str) -> tuple[int, int]:
         k, sep, n = text.lower().partition("x")
@@ -289,8 +289,8 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from onnxq.apps.compare import compare_models, format_compare
     from onnxq.calibration.data import iter_feeds, model_inputs, synthetic_feeds
-    from onnxq.compare import compare_models, format_compare
     from onnxq.core.model_io import load_model
 
     if not args.data and not args.synthetic:
@@ -319,9 +319,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    """`onnxq zoo list` / `onnxq zoo run`: the model zoo pipeline (onnxq/zoo, docs/zoo.md)."""
-    from onnxq.zoo import recipes as zrecipes
-    from onnxq.zoo import registry
+    """`onnxq zoo list` / `onnxq zoo run`: the model zoo pipeline (onnxq/apps/zoo, docs/zoo.md)."""
+    from onnxq.apps.zoo import recipes as zrecipes
+    from onnxq.apps.zoo import registry
 
     if args.zoo_cmd == "list":
         print(f"{'model':<22} {'family':<10} {'task':<15} {'ready':<6} description")
@@ -336,7 +336,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     if args.zoo_cmd != "run":
         raise OnnxqError("usage: onnxq zoo {run,list}")
-    from onnxq.zoo.pipeline import DEFAULT_CACHE, ZooSettings, run_zoo
+    from onnxq.apps.zoo.pipeline import DEFAULT_CACHE, ZooSettings, run_zoo
 
     settings = ZooSettings(out=Path(args.out), cache=Path(args.cache or DEFAULT_CACHE),
                            recipes=tuple(args.recipes or zrecipes.DEFAULT_RECIPES), eval_size=args.eval_size,

@@ -10,6 +10,6 @@ benchmark with a per-step manifest), ``executors`` (serial, process pool, Ray), 
 
 from __future__ import annotations
 
-from onnxq.zoo.pipeline import ZooSettings, run_zoo
+from onnxq.apps.zoo.pipeline import ZooSettings, run_zoo
 
 __all__ = ["ZooSettings", "run_zoo"]

@@ -2,15 +2,13 @@
 
 * ``qdq_matmul_model`` — one INT8 Q/DQ MatMul (optionally with bias), every knob exposed, for kernel/EP tests.
 * ``mlp_model`` / ``tiny_encoder_model`` — FP32 sample models with seeded weights.
-* ``int8_qdq_static`` — a minimal INT8 Q/DQ rewrite of a model's constant-weight MatMuls (per-column s8
-  weights, per-tensor u8 activations, min/max calibrated) used to make the bundled INT8 samples. The full
-  quantizer (FP8, calibration methods, op coverage) is ``onnxq.quantize``; this one only has to be simple,
-  standard ONNX that stock onnxruntime runs.
+* ``int8_qdq_static`` — the library's INT8 quantizer (``onnxq.quantize``) with the simplest settings (MatMul
+  weights per column, u8 activations, min/max), used to make the bundled INT8 samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -21,7 +19,7 @@ IR_VERSION = 10
 
 
 def _model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnxq.testing")
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnxq.model_builders")
     m.ir_version = IR_VERSION
     onnx.checker.check_model(m, full_check=True)
     return m
@@ -335,85 +333,14 @@ def sample_inputs(model: onnx.ModelProto, batch: int = 4, seq: int = 16, seed: i
     return feeds
 
 
-# ------------------------------------------------------------------------------ minimal INT8 Q/DQ rewrite
-
-
-def _activation_ranges(model: onnx.ModelProto, names: Iterable[str],
-                       feeds: Sequence[Mapping[str, np.ndarray]]) -> dict[str, tuple[float, float]]:
-    import onnxruntime as ort
-
-    names = list(dict.fromkeys(names))
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    for nm in names:
-        if nm not in existing:
-            probe.graph.output.append(helper.make_empty_tensor_value_info(nm))
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    ranges = {nm: (np.inf, -np.inf) for nm in names}
-    for feed in feeds:
-        outs = sess.run(names, dict(feed))
-        for nm, val in zip(names, outs, strict=True):
-            lo, hi = ranges[nm]
-            ranges[nm] = (min(lo, float(np.min(val))), max(hi, float(np.max(val))))
-    return ranges
+# ------------------------------------------------------------------------------ INT8 models, by the library
 
 
 def int8_qdq_static(model: onnx.ModelProto, calibration: Sequence[Mapping[str, np.ndarray]]) -> onnx.ModelProto:
-    """Insert INT8 Q/DQ around every MatMul whose second input is a float initializer.
+    """The library's INT8 quantizer with the simplest settings: every MatMul with a constant float weight gets s8
+    per-column weights and u8 per-tensor activations, min/max ranges over ``calibration``, no smoothing."""
+    from onnxq.core.config import QuantConfig
+    from onnxq.pipeline.api import quantize
 
-    Weights become per-column symmetric s8 initializers feeding a DequantizeLinear(axis=1); each distinct
-    activation gets one QuantizeLinear -> DequantizeLinear pair (u8, min/max over ``calibration``), shared by all
-    its consumers.
-    """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
-    inits = {t.name: t for t in g.initializer}
-    targets = [
-        nd for nd in g.node
-        if nd.op_type == "MatMul" and nd.input[1] in inits and inits[nd.input[1]].data_type == TensorProto.FLOAT
-    ]
-    ranges = _activation_ranges(model, [nd.input[0] for nd in targets], calibration)
-    new_nodes: list[onnx.NodeProto] = []
-    quantized: dict[str, str] = {}
-    consumed_weights: set[str] = set()
-    target_ids = {id(nd) for nd in targets}
-    for nd in g.node:
-        if id(nd) not in target_ids:
-            new_nodes.append(nd)
-            continue
-        x, wname = nd.input[0], nd.input[1]
-        if x not in quantized:
-            s, z = activation_params_u8(*ranges[x])
-            g.initializer.extend([numpy_helper.from_array(np.array(s), f"{x}_scale"),
-                                  numpy_helper.from_array(np.array(z), f"{x}_zero_point")])
-            new_nodes.append(helper.make_node("QuantizeLinear", [x, f"{x}_scale", f"{x}_zero_point"],
-                                              [f"{x}_quantized"], name=f"{x}_QuantizeLinear"))
-            new_nodes.append(helper.make_node("DequantizeLinear", [f"{x}_quantized", f"{x}_scale", f"{x}_zero_point"],
-                                              [f"{x}_dequantized"], name=f"{x}_DequantizeLinear"))
-            quantized[x] = f"{x}_dequantized"
-        w = numpy_helper.to_array(inits[wname])
-        wq, ws = quantize_weight_per_column_s8(w)
-        qname = f"{wname}_quantized"
-        if wname not in consumed_weights:
-            g.initializer.extend([numpy_helper.from_array(wq, qname), numpy_helper.from_array(ws, f"{wname}_scale")])
-            consumed_weights.add(wname)
-        dq_out = f"{nd.name or nd.output[0]}/{wname}_dequantized"
-        new_nodes.append(helper.make_node("DequantizeLinear", [qname, f"{wname}_scale"], [dq_out],
-                                          name=f"{dq_out}_DequantizeLinear", axis=1))
-        mm = onnx.NodeProto()
-        mm.CopyFrom(nd)
-        mm.input[0], mm.input[1] = quantized[x], dq_out
-        new_nodes.append(mm)
-    # drop the float weights no longer used
-    used = {i for nd in new_nodes for i in nd.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    del g.node[:]
-    g.node.extend(new_nodes)
-    if out.opset_import[0].version < 19:
-        out.opset_import[0].version = OPSET
-    onnx.checker.check_model(out, full_check=True)
-    return out
+    cfg = QuantConfig(format="int8", op_types=("MatMul",), activation_matmuls=False, calibration_method="minmax")
+    return quantize(model, None, cfg, list(calibration)).model  # type: ignore[return-value]

@@ -211,7 +211,7 @@ def _first_opsets() -> dict[str, int]:
     return first
 
 
-def _downgrade(model: onnx.ModelProto) -> None:
+def downgrade_ir(model: onnx.ModelProto) -> None:
     """IR 8 and the lowest opset the graph needs: 13, or the opset that introduced its newest op (17 for
     LayerNormalization). DeepSparse 1.8's onnx is 1.14 (opset <= 19); its onnxruntime rejected newer files."""
     first = _first_opsets()
@@ -273,7 +273,7 @@ def deepsparse_form(model: onnx.ModelProto, form: str = "int8", shapes: Mapping[
     else:
         _to_fp32_form(m)
     _prune_dead(m)
-    _downgrade(m)
+    downgrade_ir(m)
     if shapes:
         set_static_shapes(m, shapes)
     counts: dict[str, int] = defaultdict(int)
@@ -294,42 +294,9 @@ def deepsparse_form(model: onnx.ModelProto, form: str = "int8", shapes: Mapping[
 
 # ----------------------------------------------------------------------------------------- the timing worker
 
-_WORKER = r"""
-import json, os, statistics, sys, time
-os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
-import numpy as np
-from deepsparse import compile_model
-from deepsparse.cpu import cpu_architecture
-path, feeds_path, threads, min_pass, reps = sys.argv[1:6]
-feeds = np.load(feeds_path)
-x = [feeds[f"in{i}"] for i in range(len(feeds.files))]
-t0 = time.perf_counter()
-engine = compile_model(path, batch_size=x[0].shape[0], num_cores=int(threads))
-compile_s = time.perf_counter() - t0
-outs = engine.run(x)
-np.savez(feeds_path + ".out.npz", *outs)
-for _ in range(3):
-    engine.run(x)
-t0 = time.perf_counter(); engine.run(x); dt = time.perf_counter() - t0
-repeat = max(1, int(float(min_pass) / max(dt, 1e-7) / int(reps)))
-arch = cpu_architecture()
-print(json.dumps({"ready": True, "fraction_of_supported_ops": engine.fraction_of_supported_ops,
-                  "compile_s": compile_s, "repeat": repeat, "engine": str(engine)[:300],
-                  "cpu": {k: arch[k] for k in ("vendor", "isa", "vnni", "bf16", "available_num_cores")
-                          if k in arch}}), flush=True)
-for line in sys.stdin:
-    cmd = line.split()
-    if not cmd or cmd[0] == "quit":
-        break
-    n = int(cmd[1])
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            engine.run(x)
-        samples.append((time.perf_counter() - t0) / repeat)
-    print(json.dumps({"median": statistics.median(samples)}), flush=True)
-"""
+#: the timing worker, run by DeepSparse's own Python (its virtualenv): a script of its own, not a string; run with
+#: ``-I`` so its directory (which holds onnxq's ``inspect.py``) is not put on ``sys.path``
+WORKER_SCRIPT = Path(__file__).with_name("deepsparse_worker.py")
 
 
 class DeepSparseWorker:
@@ -347,7 +314,7 @@ class DeepSparseWorker:
         env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
         self._stderr_path = tmp / "stderr.txt"
         with open(self._stderr_path, "w") as err:  # a file, not a pipe: DeepSparse logs freely to stderr
-            self._proc = subprocess.Popen([python, "-c", _WORKER, str(path), str(feeds_path), str(threads),
+            self._proc = subprocess.Popen([python, "-I", str(WORKER_SCRIPT), str(path), str(feeds_path), str(threads),
                                            str(min_pass_seconds), str(reps)], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         self.info = self._read()

@@ -7,7 +7,7 @@ feeds in the worker.
 
 Families: ``real`` (real weights from package registries), ``config`` (standard architectures built from configs
 with random weights: fidelity to FP32 only), ``trained`` (trained by this repository, real accuracy), ``synthetic``
-(onnxq.testing models with seeded data: fidelity only), ``file`` (any .onnx given on the command line).
+(onnxq.apps.model_builders models with seeded data: fidelity only), ``file`` (any .onnx given on the command line).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import numpy as np
 
 from onnxq.core.errors import OnnxqError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TASKS = ("sentence", "classification", "fidelity")
 
 
 @dataclass
 class TaskData:
-    """Feeds for one model. ``eval`` is task specific (see ``onnxq.zoo.tasks``)."""
+    """Feeds for one model. ``eval`` is task specific (see ``onnxq.apps.zoo.tasks``)."""
 
     calibration: list[dict[str, np.ndarray]]
     bench: dict[str, np.ndarray]
@@ -93,13 +93,13 @@ def _real_cache() -> Path:
 
 
 def export_synthetic(builder: str, cache: Path) -> Path:
-    from onnxq import testing
+    from onnxq.apps import model_builders as testing
 
     return _save_once(cache / f"{builder}.fp32.onnx", getattr(testing, builder))
 
 
 def data_synthetic(builder: str, size: str) -> TaskData:
-    from onnxq import testing
+    from onnxq.apps import model_builders as testing
 
     model = getattr(testing, builder)()
     n_eval = 8 if size == "small" else 32
@@ -117,8 +117,8 @@ def export_blobs_mlp(cache: Path) -> Path:
     """A 64-64-10 MLP trained (seeded, full-batch gradient descent in numpy, ~1 s) on seeded Gaussian blobs."""
     from onnx import numpy_helper
 
-    from onnxq import testing
-    from onnxq.zoo.data import blobs
+    from onnxq.apps import model_builders as testing
+    from onnxq.apps.zoo.data import blobs
 
     def build():  # type: ignore[no-untyped-def]
         x, y = blobs(600, "train")
@@ -149,7 +149,7 @@ def export_blobs_mlp(cache: Path) -> Path:
 
 
 def data_blobs(size: str) -> TaskData:
-    from onnxq.zoo.data import blobs
+    from onnxq.apps.zoo.data import blobs
 
     cx, _ = blobs(256, "calibration")
     tx, ty = blobs(1000 if size == "small" else 5000, "test")
@@ -166,7 +166,7 @@ def export_fashion_mnist(arch: str, cache: Path) -> Path:
 
 
 def data_fashion_mnist(size: str) -> TaskData:
-    from onnxq.zoo.data import load_fashion_mnist
+    from onnxq.apps.zoo.data import load_fashion_mnist
 
     cx, _ = load_fashion_mnist("train", limit=256)  # calibration: training images, disjoint from the test set
     tx, ty = load_fashion_mnist("test", limit=1000 if size == "small" else None)
@@ -292,7 +292,7 @@ def export_config(arch: str, cache: Path) -> Path:
 
 
 def _config_feeds(arch: str, names: tuple[str, ...], batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
-    from onnxq.zoo.data import token_feeds
+    from onnxq.apps.zoo.data import token_feeds
 
     if arch == "vit-base":
         return {"pixel_values": np.random.default_rng(seed).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
@@ -381,9 +381,9 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
                data_fashion_mnist, ("torch",)),
     ModelEntry("blobs-mlp", "trained", "classification", "64-64-10 MLP trained in numpy on seeded Gaussian "
                "blobs (synthetic data, real accuracy)", export_blobs_mlp, data_blobs),
-    ModelEntry("mlp", "synthetic", "fidelity", "onnxq.testing.mlp_model, seeded random inputs",
+    ModelEntry("mlp", "synthetic", "fidelity", "onnxq.apps.model_builders.mlp_model, seeded random inputs",
                _P(export_synthetic, "mlp_model"), _P(data_synthetic, "mlp_model")),
-    ModelEntry("tiny-encoder", "synthetic", "fidelity", "onnxq.testing.tiny_encoder_model (one encoder block)",
+    ModelEntry("tiny-encoder", "synthetic", "fidelity", "model_builders.tiny_encoder_model (one encoder block)",
                _P(export_synthetic, "tiny_encoder_model"), _P(data_synthetic, "tiny_encoder_model")),
 )}
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onnxq.apps.zoo import recipes as zrecipes
+from onnxq.apps.zoo.registry import REPO
 from onnxq.core.atomic_write import set_default_mode, write_text_atomic
-from onnxq.zoo import recipes as zrecipes
-from onnxq.zoo.registry import REPO
 
 METRIC_LABEL = {"accuracy": "top-1 accuracy", "probe_acc": "sentiment-probe accuracy",
                 "cosine": "cosine to FP32 (fidelity only)"}

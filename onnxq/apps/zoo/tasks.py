@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxq.zoo.registry import TaskData
+from onnxq.apps.zoo.registry import TaskData
 
 PRIMARY = {"classification": "accuracy", "sentence": "probe_acc", "fidelity": "cosine"}
 

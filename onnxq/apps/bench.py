@@ -33,8 +33,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq import ep
+from onnxq.apps.model_builders import IR_VERSION, OPSET, fp8_qdq_matmul_model, qdq_matmul_model
 from onnxq.core.atomic_write import write_text_atomic
-from onnxq.testing import IR_VERSION, OPSET, fp8_qdq_matmul_model, qdq_matmul_model
 
 PROTOCOL_M = (1, 32, 128, 512)
 PROTOCOL_KN = ((768, 768), (768, 2304), (768, 3072), (3072, 768))
@@ -111,7 +111,7 @@ def bench_session(model: bytes | str | os.PathLike[str], threads: int, onnxq: bo
     return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
 
 
-class _Bound:
+class BoundSession:
     """A session with its input and preallocated output bound once (IOBinding): a run is just run_with_iobinding."""
 
     def __init__(self, sess: ort.InferenceSession, x: np.ndarray, n: int) -> None:
@@ -132,7 +132,7 @@ class TimedWorker(Protocol):
     def timed_pass(self, reps: int) -> float: ...
 
 
-def _timed_passes(bound: dict[str, _Bound], cfg: Any,
+def timed_passes(bound: dict[str, BoundSession], cfg: Any,
                   workers: dict[str, TimedWorker] | None = None) -> dict[str, list[float]]:
     """Interleaved passes: in each pass every session runs `reps` (x repeat) times back to back; the pass's
     time is the median of those. Passes rotate the order so no session always follows the same neighbour.
@@ -234,8 +234,8 @@ def _bench_combo(cfg: BenchConfig, report: BenchReport, progress: Callable[[str]
         if progress:
             progress(f"{step} K={k} N={n} threads={threads} M={m}")
         x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
-        bound = {v: _Bound(s, x, n) for v, s in sessions.items()}
-        times = _timed_passes(bound, cfg)
+        bound = {v: BoundSession(s, x, n) for v, s in sessions.items()}
+        times = timed_passes(bound, cfg)
         for v, ts in times.items():
             med = statistics.median(ts)
             report.results.append(Result(v, m, k, n, threads, med * 1e3, min(ts) * 1e3, 2 * m * n * k / med / 1e9,

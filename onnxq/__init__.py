@@ -1,11 +1,6 @@
 """onnxq: an ONNX graph-rewriting quantizer and a fast CPU execution provider for ONNX Runtime."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("onnxq")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+unknown"
+from onnxq.core.version import __version__
 
 __all__ = ["QuantConfig", "SparsifyConfig", "__version__", "quantize", "sparsify"]
 

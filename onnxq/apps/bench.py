@@ -193,7 +193,8 @@ def pinned(threads: int) -> Iterator[list[int] | None]:
 def environment() -> dict[str, Any]:
     """What the numbers were measured on: the CPU, the ISA level the kernels ran at (ONNXQ_MAX_ISA caps it), versions,
     load. Every benchmark's JSON carries this and its table header names the CPU and level (cpu_label)."""
-    from onnxq import __version__, _kernels
+    from onnxq import _kernels
+    from onnxq.core.version import __version__
     from onnxq.cpu import cpu_info, cpu_label
 
     info = cpu_info()

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from onnxq import __version__
 from onnxq.core.errors import OnnxqError
+from onnxq.core.version import __version__
 
 
 def _version_text() -> str:

@@ -7,7 +7,6 @@ group of activations at a time. The result goes to ``ctx.calibration``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,18 +18,7 @@ from onnxq.calibration.methods import select_range
 from onnxq.calibration.runner import TensorRunner
 from onnxq.core.config import QuantConfig
 from onnxq.core.errors import OnnxqError
-from onnxq.passes.context import PassContext
-
-
-@dataclass
-class CalibrationResult:
-    histograms: dict[str, StreamingHistogram]
-    ranges: dict[str, tuple[float, float]]
-    samples: int
-    warnings: list[str] = field(default_factory=list)
-    feeds: list[dict[str, np.ndarray]] = field(default_factory=list)  # the first few, kept for the accuracy search
-    channel_min: dict[str, np.ndarray] = field(default_factory=dict)  # per last-axis channel, for smoothing
-    channel_max: dict[str, np.ndarray] = field(default_factory=dict)
+from onnxq.passes.context import CalibrationResult, PassContext
 
 
 def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:

@@ -17,11 +17,89 @@ import onnx
 
 from onnxq.core.config import QuantConfig, SparsifyConfig
 
-if TYPE_CHECKING:  # analysis results, typed for readers; the modules import the context, not the reverse
+if TYPE_CHECKING:
     from onnxq.calibration.data import DataSource
-    from onnxq.passes.calibrate import CalibrationResult
-    from onnxq.passes.select_targets import QuantPlan
-    from onnxq.passes.smooth import Smoothing
+    from onnxq.calibration.histogram import StreamingHistogram
+
+# ------------------------------------------------------------------ what passes hand to each other
+
+@dataclass(frozen=True)
+class WeightTarget:
+    node: str
+    op_type: str
+    input_index: int
+    weight: str
+    axis: int  # the output-channel axis of the weight tensor (per-channel scales run along it)
+
+
+@dataclass(frozen=True)
+class ActivationTarget:
+    node: str
+    op_type: str
+    input_index: int
+    tensor: str
+    fixed_range: tuple[float, float] | None = None
+
+
+@dataclass
+class QuantPlan:
+    weights: list[WeightTarget] = field(default_factory=list)
+    activations: list[ActivationTarget] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # node name -> why it stays float
+
+    @property
+    def layers(self) -> list[str]:
+        """Names of the nodes that get any quantization, in graph order."""
+        seen: dict[str, None] = {}
+        for t in [*self.weights, *self.activations]:
+            seen.setdefault(t.node, None)
+        return list(seen)
+
+    def activation_tensors(self) -> list[str]:
+        return list(dict.fromkeys(a.tensor for a in self.activations if a.fixed_range is None))
+
+    def without(self, nodes: set[str]) -> QuantPlan:
+        return QuantPlan([w for w in self.weights if w.node not in nodes],
+                         [a for a in self.activations if a.node not in nodes],
+                         {**self.skipped, **{n: "kept in float for accuracy" for n in nodes}})
+
+    def only(self, nodes: set[str]) -> QuantPlan:
+        return QuantPlan([w for w in self.weights if w.node in nodes],
+                         [a for a in self.activations if a.node in nodes], dict(self.skipped))
+
+    def weight_matmul_inputs(self) -> dict[str, list[tuple[str, str, bool]]]:
+        """activation tensor -> [(node, weight, weight_is_NK)] for its weight MatMul / Gemm consumers (what
+        SmoothQuant can smooth, and what calibration collects per-channel extremes for)."""
+        weights = {w.node: w for w in self.weights if w.op_type in ("MatMul", "Gemm") and w.input_index == 1}
+        out: dict[str, list[tuple[str, str, bool]]] = {}
+        for a in self.activations:
+            w = weights.get(a.node)
+            if w is None or a.input_index != 0 or a.fixed_range is not None:
+                continue
+            out.setdefault(a.tensor, []).append((a.node, w.weight, w.op_type == "Gemm" and w.axis == 0))
+        return out
+
+
+@dataclass
+class CalibrationResult:
+    histograms: dict[str, StreamingHistogram]
+    ranges: dict[str, tuple[float, float]]
+    samples: int
+    warnings: list[str] = field(default_factory=list)
+    feeds: list[dict[str, np.ndarray]] = field(default_factory=list)  # the first few, kept for the accuracy search
+    channel_min: dict[str, np.ndarray] = field(default_factory=dict)  # per last-axis channel, for smoothing
+    channel_max: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Smoothing:
+    scales: dict[str, np.ndarray] = field(default_factory=dict)  # activation tensor -> s[K]
+    consumers: set[str] = field(default_factory=set)  # nodes whose weight is scaled and input smoothed
+
+    def range_of(self, tensor: str, cmin: np.ndarray, cmax: np.ndarray) -> tuple[float, float]:
+        s = self.scales[tensor]
+        return float(np.min(cmin / s)), float(np.max(cmax / s))
+
 
 #: progress(description, total) -> update(n): the applications pass a progress bar; passes only call it
 ProgressFactory = Callable[[str, int | None], Callable[[int], None]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import onnx
 
-from onnxq import __version__
 from onnxq.core.config import QuantConfig
 from onnxq.core.errors import OnnxqError
+from onnxq.core.version import __version__
 from onnxq.passes.context import PassContext
 
 _PROTOBUF_LIMIT = 2**31 - 1

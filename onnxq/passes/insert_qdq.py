@@ -24,9 +24,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxq.core.config import QuantConfig
-from onnxq.passes.context import PassContext
-from onnxq.passes.select_targets import QuantPlan
-from onnxq.passes.smooth import Smoothing
+from onnxq.passes.context import PassContext, QuantPlan, Smoothing
 
 
 class WeightCache:

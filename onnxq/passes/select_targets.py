@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -13,64 +12,7 @@ import onnx_graphsurgeon as gs
 
 from onnxq.core.config import FIXED_RANGE_OPS, QuantConfig
 from onnxq.core.errors import OnnxqError
-from onnxq.passes.context import PassContext
-
-
-@dataclass(frozen=True)
-class WeightTarget:
-    node: str
-    op_type: str
-    input_index: int
-    weight: str
-    axis: int  # the output-channel axis of the weight tensor (per-channel scales run along it)
-
-
-@dataclass(frozen=True)
-class ActivationTarget:
-    node: str
-    op_type: str
-    input_index: int
-    tensor: str
-    fixed_range: tuple[float, float] | None = None
-
-
-@dataclass
-class QuantPlan:
-    weights: list[WeightTarget] = field(default_factory=list)
-    activations: list[ActivationTarget] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # node name -> why it stays float
-
-    @property
-    def layers(self) -> list[str]:
-        """Names of the nodes that get any quantization, in graph order."""
-        seen: dict[str, None] = {}
-        for t in [*self.weights, *self.activations]:
-            seen.setdefault(t.node, None)
-        return list(seen)
-
-    def activation_tensors(self) -> list[str]:
-        return list(dict.fromkeys(a.tensor for a in self.activations if a.fixed_range is None))
-
-    def without(self, nodes: set[str]) -> QuantPlan:
-        return QuantPlan([w for w in self.weights if w.node not in nodes],
-                         [a for a in self.activations if a.node not in nodes],
-                         {**self.skipped, **{n: "kept in float for accuracy" for n in nodes}})
-
-    def only(self, nodes: set[str]) -> QuantPlan:
-        return QuantPlan([w for w in self.weights if w.node in nodes],
-                         [a for a in self.activations if a.node in nodes], dict(self.skipped))
-
-    def weight_matmul_inputs(self) -> dict[str, list[tuple[str, str, bool]]]:
-        """activation tensor -> [(node, weight, weight_is_NK)] for its weight MatMul / Gemm consumers (what
-        SmoothQuant can smooth, and what calibration collects per-channel extremes for)."""
-        weights = {w.node: w for w in self.weights if w.op_type in ("MatMul", "Gemm") and w.input_index == 1}
-        out: dict[str, list[tuple[str, str, bool]]] = {}
-        for a in self.activations:
-            w = weights.get(a.node)
-            if w is None or a.input_index != 0 or a.fixed_range is not None:
-                continue
-            out.setdefault(a.tensor, []).append((a.node, w.weight, w.op_type == "Gemm" and w.axis == 0))
-        return out
+from onnxq.passes.context import ActivationTarget, PassContext, QuantPlan, WeightTarget
 
 
 def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:

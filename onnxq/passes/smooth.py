@@ -14,13 +14,12 @@ Analysis only: this pass decides ``s`` (``ctx.smoothing``) and the smoothed acti
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onnxq.passes.context import PassContext
+from onnxq.passes.context import PassContext, Smoothing
 
 _S_MIN, _S_MAX = 1e-4, 1e4
 
@@ -48,16 +47,6 @@ def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
                          f"tensor(s) feeding {len(sm.consumers)} MatMul/Gemm")
     ctx.smoothing = sm
     return model
-
-
-@dataclass
-class Smoothing:
-    scales: dict[str, np.ndarray] = field(default_factory=dict)  # activation tensor -> s[K]
-    consumers: set[str] = field(default_factory=set)  # nodes whose weight is scaled and input smoothed
-
-    def range_of(self, tensor: str, cmin: np.ndarray, cmax: np.ndarray) -> tuple[float, float]:
-        s = self.scales[tensor]
-        return float(np.min(cmin / s)), float(np.max(cmax / s))
 
 
 def smoothing_scales(candidates: Mapping[str, list[tuple[str, str, bool]]],

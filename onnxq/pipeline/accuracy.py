@@ -18,7 +18,7 @@ import onnxruntime as ort
 from onnxq.core.config import QuantConfig
 from onnxq.core.errors import OnnxqError, onnxruntime_errors
 from onnxq.core.metrics import TensorStats
-from onnxq.passes.select_targets import QuantPlan
+from onnxq.passes.context import QuantPlan
 
 
 @dataclass

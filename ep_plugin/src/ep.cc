@@ -1,6 +1,5 @@
 #include "ep.h"
 
-#include <cstdlib>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -44,16 +43,15 @@ struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
 
 // FP8 groups are claimed only where a vector FP8 kernel exists (the scalar reference is for tests, forced with
 // ONNXQ_FP8_KERNEL=ref); otherwise onnxruntime keeps them.
-bool Fp8Claimable() {
-  const char* forced = std::getenv("ONNXQ_FP8_KERNEL");
-  return kernels::HasFastGemmBf16Fp8Kernel() || (forced != nullptr && *forced != '\0');
+bool Fp8Claimable(const EpConfig& config) {
+  return kernels::HasFastGemmBf16Fp8Kernel() || config.fp8_kernel_forced;
 }
 
 }  // namespace
 
-OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options)
-    : OrtEp{}, factory_(factory), logger_(logger), max_isa_(options.max_isa) {
-  const int threads = options.num_threads > 0 ? options.num_threads : ThreadPool::DefaultThreads();
+OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const EpConfig& config)
+    : OrtEp{}, factory_(factory), logger_(logger), config_(config) {
+  const int threads = config.num_threads > 0 ? config.num_threads : ThreadPool::DefaultThreads();
   pool_ = std::make_unique<ThreadPool>(threads);
   ort_version_supported = ORT_API_VERSION;
   GetName = GetNameImpl;
@@ -78,10 +76,10 @@ OrtStatus* ORT_API_CALL OnnxqEp::GetCapabilityImpl(OrtEp* this_ptr, const OrtGra
 
 void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* support) {
   // What is claimed depends on the kernels available under this session's ceiling (FP8 needs a vector kernel).
-  kernels::ScopedIsaCeiling ceiling(max_isa_);
+  kernels::ScopedIsaCeiling ceiling(config_.max_isa);
   Ort::ConstGraph graph{ort_graph};
   std::set<const OrtNode*> claimed;
-  const bool fp8 = Fp8Claimable();
+  const bool fp8 = Fp8Claimable(config_);
   auto add_group = [&](const std::vector<const OrtNode*>& nodes) {
     for (const OrtNode* n : nodes)
       if (claimed.count(n) != 0) return false;
@@ -129,9 +127,8 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
     const std::string key = spec->key;
     pending_standalone_.insert_or_assign(key, std::move(*spec));
   }
-  // Third pass: residual + LayerNorm (patterns/layer_norm_pattern.h), unless ONNXQ_LAYERNORM=never.
-  const char* ln_mode = std::getenv("ONNXQ_LAYERNORM");
-  if (ln_mode != nullptr && std::string(ln_mode) == "never") return;
+  // Third pass: residual + LayerNorm (patterns/layer_norm_pattern.h), unless the layer_norm option is off.
+  if (!config_.layer_norm) return;
   for (const Ort::ConstNode& node : graph.GetNodes()) {
     if (claimed.count(node) != 0 || !graph::IsOp(node, "LayerNormalization")) continue;
     std::string why_not;
@@ -167,7 +164,7 @@ OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** g
 void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes, size_t count,
                       OrtNodeComputeInfo** infos) {
   // Every node picks its kernels in its constructor, under this session's ceiling.
-  kernels::ScopedIsaCeiling ceiling(max_isa_);
+  kernels::ScopedIsaCeiling ceiling(config_.max_isa);
   for (size_t i = 0; i < count; ++i) {
     Ort::ConstGraph graph{graphs[i]};
     std::string key;
@@ -192,11 +189,11 @@ void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes
         pending_.erase(it);
         lock.unlock();
         const size_t idx = input_index(spec.input_name);
-        if (spec.is_fp8() && SparseFp8MatMulNode::Pays(spec))
+        if (spec.is_fp8() && SparseFp8MatMulNode::Pays(spec, config_.sparse))
           node = std::make_unique<SparseFp8MatMulNode>(spec, idx, pool_.get());
         else if (spec.is_fp8())
           node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)
-        else if (SparseQdqMatMulNode::Pays(spec))
+        else if (SparseQdqMatMulNode::Pays(spec, config_.sparse))
           node = std::make_unique<SparseQdqMatMulNode>(spec, idx, pool_.get());
         else
           node = std::make_unique<QdqMatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <string>
 
-#include "kernels/cpu_features.h"
+#include "ep_config.h"
 #include "ort_api.h"
 #include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
@@ -20,11 +20,7 @@ class OnnxqEpFactory;
 
 class OnnxqEp : public OrtEp {
  public:
-  struct Options {
-    int num_threads = 0;  // 0: physical cores
-    kernels::IsaLevel max_isa = kernels::IsaLevel::kAmx;  // ISA ceiling for this session's kernels
-  };
-  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options);
+  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const EpConfig& config);
   ~OnnxqEp();
 
  private:
@@ -44,6 +40,7 @@ class OnnxqEp : public OrtEp {
 
   OnnxqEpFactory& factory_;
   const OrtLogger& logger_;
+  const EpConfig config_;
   // Specs found by GetCapability, keyed by MatMul output name, consumed by Compile.
   std::mutex mutex_;
   std::map<std::string, QdqMatMulSpec> pending_;
@@ -51,7 +48,6 @@ class OnnxqEp : public OrtEp {
   std::map<std::string, StandaloneQdqSpec> pending_standalone_;
   std::map<std::string, LayerNormSpec> pending_layer_norm_;
   std::unique_ptr<ThreadPool> pool_;
-  kernels::IsaLevel max_isa_;
 };
 
 }  // namespace onnxq

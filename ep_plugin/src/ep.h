@@ -1,17 +1,14 @@
-// The onnxq execution provider instance (one per session): GetCapability claims the patterns in patterns/,
-// Compile turns each claimed group into a node from nodes/ with its weights prepacked.
+// The onnxq execution provider instance (one per session): GetCapability claims groups by the rules in
+// claim_rules.h, Compile turns each claimed group into its rule's node from nodes/ with its weights prepacked.
 #pragma once
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "claim_rules.h"
 #include "ep_config.h"
 #include "ort_api.h"
-#include "patterns/qdq_act_matmul_pattern.h"
-#include "patterns/qdq_matmul_pattern.h"
-#include "patterns/layer_norm_pattern.h"
-#include "patterns/qdq_standalone_pattern.h"
 #include "runtime/thread_pool.h"
 
 namespace onnxq {
@@ -41,12 +38,10 @@ class OnnxqEp : public OrtEp {
   OnnxqEpFactory& factory_;
   const OrtLogger& logger_;
   const EpConfig config_;
-  // Specs found by GetCapability, keyed by MatMul output name, consumed by Compile.
+  // Groups claimed by GetCapability, keyed by GroupKey: how each becomes its node (holding the rule's spec),
+  // consumed by Compile.
   std::mutex mutex_;
-  std::map<std::string, QdqMatMulSpec> pending_;
-  std::map<std::string, QdqActMatMulSpec> pending_act_;
-  std::map<std::string, StandaloneQdqSpec> pending_standalone_;
-  std::map<std::string, LayerNormSpec> pending_layer_norm_;
+  std::map<std::string, MakeNode> pending_;
   std::unique_ptr<ThreadPool> pool_;
 };
 

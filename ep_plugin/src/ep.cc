@@ -1,20 +1,16 @@
 #include "ep.h"
 
-#include <cstdlib>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "ep_factory.h"
+#include "kernels/cpu_features.h"
 #include "kernels/gemm_bf16_fp8w.h"
-#include "nodes/fp8_matmul_node.h"
-#include "nodes/layer_norm_node.h"
-#include "nodes/qdq_act_matmul_node.h"
-#include "nodes/qdq_matmul_node.h"
-#include "nodes/sparse_fp8_matmul_node.h"
-#include "nodes/sparse_qdq_matmul_node.h"
-#include "nodes/standalone_qdq_node.h"
 #include "patterns/graph_utils.h"
 
 namespace onnxq {
@@ -44,16 +40,21 @@ struct QdqMatMulComputeInfo : OrtNodeComputeInfo {
 
 // FP8 groups are claimed only where a vector FP8 kernel exists (the scalar reference is for tests, forced with
 // ONNXQ_FP8_KERNEL=ref); otherwise onnxruntime keeps them.
-bool Fp8Claimable() {
-  const char* forced = std::getenv("ONNXQ_FP8_KERNEL");
-  return kernels::HasFastGemmBf16Fp8Kernel() || (forced != nullptr && *forced != '\0');
+bool Fp8Claimable(const EpConfig& config) {
+  return kernels::HasFastGemmBf16Fp8Kernel() || config.fp8_kernel_forced;
+}
+
+bool LooksAt(const ClaimRule& rule, const Ort::ConstNode& node) {
+  for (const char* op : rule.op_types)
+    if (graph::IsOp(node, op)) return true;
+  return false;
 }
 
 }  // namespace
 
-OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options)
-    : OrtEp{}, factory_(factory), logger_(logger), max_isa_(options.max_isa) {
-  const int threads = options.num_threads > 0 ? options.num_threads : ThreadPool::DefaultThreads();
+OnnxqEp::OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const EpConfig& config)
+    : OrtEp{}, factory_(factory), logger_(logger), config_(config) {
+  const int threads = config.num_threads > 0 ? config.num_threads : ThreadPool::DefaultThreads();
   pool_ = std::make_unique<ThreadPool>(threads);
   ort_version_supported = ORT_API_VERSION;
   GetName = GetNameImpl;
@@ -78,10 +79,14 @@ OrtStatus* ORT_API_CALL OnnxqEp::GetCapabilityImpl(OrtEp* this_ptr, const OrtGra
 
 void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* support) {
   // What is claimed depends on the kernels available under this session's ceiling (FP8 needs a vector kernel).
-  kernels::ScopedIsaCeiling ceiling(max_isa_);
+  kernels::ScopedIsaCeiling ceiling(config_.max_isa);
   Ort::ConstGraph graph{ort_graph};
   std::set<const OrtNode*> claimed;
-  const bool fp8 = Fp8Claimable();
+  std::set<const OrtNode*> decided;  // matched by a rule (claimed or overlapping): later rules leave it alone
+  // Why no rule took a node, per node in the order first passed over: logged once all rules have run.
+  std::vector<std::pair<Ort::ConstNode, std::string>> misses;
+  std::map<const OrtNode*, size_t> miss_of;
+  const ClaimContext ctx{config_, Fp8Claimable(config_), [&](const OrtNode* n) { return claimed.count(n) != 0; }};
   auto add_group = [&](const std::vector<const OrtNode*>& nodes) {
     for (const OrtNode* n : nodes)
       if (claimed.count(n) != 0) return false;
@@ -93,60 +98,31 @@ void OnnxqEp::ClaimNodes(const OrtGraph* ort_graph, OrtEpGraphSupportInfo* suppo
     claimed.insert(nodes.begin(), nodes.end());
     return true;
   };
-  for (const Ort::ConstNode& node : graph.GetNodes()) {
-    if (!graph::IsOp(node, "MatMul") && !graph::IsOp(node, "Gemm")) continue;
-    std::string why_not;
-    if (std::optional<QdqMatMulSpec> spec = MatchQdqMatMul(node, fp8, &why_not)) {
-      if (!add_group(spec->nodes)) continue;
-      spec->nodes.clear();
+  for (const ClaimRule& rule : ClaimRules()) {
+    if (!rule.enabled(config_)) continue;
+    for (const Ort::ConstNode& node : graph.GetNodes()) {
+      if (!LooksAt(rule, node) || claimed.count(node) != 0 || decided.count(node) != 0) continue;
+      std::string why_not;
+      std::optional<ClaimedGroup> group = rule.match(node, ctx, &why_not);
+      if (!group) {
+        if (rule.log_as == nullptr) continue;
+        auto [it, first] = miss_of.emplace(node, misses.size());
+        if (first) misses.emplace_back(node, std::string());
+        std::string& why = misses[it->second].second;
+        if (!first) why += "; ";
+        why += *rule.log_as == '\0' ? why_not : std::string(rule.log_as) + ": " + why_not;
+        continue;
+      }
+      decided.insert(node);
+      if (!add_group(group->nodes)) continue;  // overlaps an earlier group: not logged
       std::lock_guard<std::mutex> lock(mutex_);
-      const std::string key = spec->key;
-      pending_.insert_or_assign(key, std::move(*spec));
-      continue;
+      pending_.insert_or_assign(group->key, std::move(group->make_node));
     }
-    std::string why_not_act;
-    if (std::optional<QdqActMatMulSpec> act = MatchQdqActMatMul(node, fp8, &why_not_act)) {
-      if (!add_group(act->nodes)) continue;
-      act->nodes.clear();
-      std::lock_guard<std::mutex> lock(mutex_);
-      const std::string key = act->key;
-      pending_act_.insert_or_assign(key, std::move(*act));
-      continue;
-    }
-    Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: " + node.GetOperatorType() + " '" + node.GetName() +
-                                       "' not claimed: " + why_not + "; as activation x activation: " + why_not_act);
   }
-  // Second pass, over what the MatMul groups left: FP8 Q / DQ and quantized-table Gathers.
-  for (const Ort::ConstNode& node : graph.GetNodes()) {
-    if (claimed.count(node) != 0) continue;
-    if (!graph::IsOp(node, "QuantizeLinear") && !graph::IsOp(node, "DequantizeLinear") && !graph::IsOp(node, "Gather"))
-      continue;
-    std::string why_not;
-    std::optional<StandaloneQdqSpec> spec = MatchStandaloneQdq(node, fp8, &why_not);
-    if (!spec || !add_group(spec->nodes)) continue;
-    spec->nodes.clear();
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string key = spec->key;
-    pending_standalone_.insert_or_assign(key, std::move(*spec));
-  }
-  // Third pass: residual + LayerNorm (patterns/layer_norm_pattern.h), unless ONNXQ_LAYERNORM=never.
-  const char* ln_mode = std::getenv("ONNXQ_LAYERNORM");
-  if (ln_mode != nullptr && std::string(ln_mode) == "never") return;
-  for (const Ort::ConstNode& node : graph.GetNodes()) {
-    if (claimed.count(node) != 0 || !graph::IsOp(node, "LayerNormalization")) continue;
-    std::string why_not;
-    std::optional<LayerNormSpec> spec =
-        MatchLayerNorm(node, &why_not, [&](const OrtNode* n) { return claimed.count(n) != 0; });
-    if (!spec) {
-      Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: LayerNormalization '" + node.GetName() + "' not claimed: " + why_not);
-      continue;
-    }
-    if (!add_group(spec->nodes)) continue;
-    spec->nodes.clear();
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string key = spec->key;
-    pending_layer_norm_.insert_or_assign(key, std::move(*spec));
-  }
+  for (const auto& [node, why] : misses)
+    if (decided.count(node) == 0)
+      Log(ORT_LOGGING_LEVEL_VERBOSE,
+          "onnxq: " + node.GetOperatorType() + " '" + node.GetName() + "' not claimed: " + why);
 }
 
 OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** graphs, const OrtNode** fused_nodes,
@@ -165,62 +141,26 @@ OrtStatus* ORT_API_CALL OnnxqEp::CompileImpl(OrtEp* this_ptr, const OrtGraph** g
 }
 
 void OnnxqEp::CompileGroups(const OrtGraph** graphs, const OrtNode** fused_nodes, size_t count,
-                      OrtNodeComputeInfo** infos) {
+                            OrtNodeComputeInfo** infos) {
   // Every node picks its kernels in its constructor, under this session's ceiling.
-  kernels::ScopedIsaCeiling ceiling(max_isa_);
+  kernels::ScopedIsaCeiling ceiling(config_.max_isa);
   for (size_t i = 0; i < count; ++i) {
-    Ort::ConstGraph graph{graphs[i]};
-    std::string key;
-    std::string standalone_key;
-    for (const Ort::ConstNode& node : graph.GetNodes()) {
-      if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm") || graph::IsOp(node, "LayerNormalization"))
-        key = node.GetOutputs().at(0).GetName();
-      if (graph::IsOp(node, "Gather") || standalone_key.empty()) standalone_key = node.GetOutputs().at(0).GetName();
-    }
-    if (key.empty()) key = standalone_key;
+    const std::string key = GroupKey(Ort::ConstGraph{graphs[i]});
     const auto fused_inputs = Ort::ConstNode{fused_nodes[i]}.GetInputs();
     auto input_index = [&](const std::string& name) {
       for (size_t j = 0; j < fused_inputs.size(); ++j)
         if (!graph::IsNull(fused_inputs[j]) && fused_inputs[j].GetName() == name) return j;
       throw std::runtime_error("fused node has no input named '" + name + "'");
     };
-    std::unique_ptr<CompiledNode> node;
+    MakeNode make_node;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (auto it = pending_.find(key); it != pending_.end()) {
-        QdqMatMulSpec spec = std::move(it->second);
-        pending_.erase(it);
-        lock.unlock();
-        const size_t idx = input_index(spec.input_name);
-        if (spec.is_fp8() && SparseFp8MatMulNode::Pays(spec))
-          node = std::make_unique<SparseFp8MatMulNode>(spec, idx, pool_.get());
-        else if (spec.is_fp8())
-          node = std::make_unique<Fp8MatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)
-        else if (SparseQdqMatMulNode::Pays(spec))
-          node = std::make_unique<SparseQdqMatMulNode>(spec, idx, pool_.get());
-        else
-          node = std::make_unique<QdqMatMulNode>(spec, idx, pool_.get());  // dense (a sparse weight is expanded)
-      } else if (auto it2 = pending_act_.find(key); it2 != pending_act_.end()) {
-        QdqActMatMulSpec spec = std::move(it2->second);
-        pending_act_.erase(it2);
-        lock.unlock();
-        node = std::make_unique<QdqActMatMulNode>(spec, input_index(spec.a.input_name), input_index(spec.b.input_name),
-                                                  pool_.get());
-      } else if (auto it3 = pending_standalone_.find(key); it3 != pending_standalone_.end()) {
-        StandaloneQdqSpec spec = std::move(it3->second);
-        pending_standalone_.erase(it3);
-        lock.unlock();
-        node = std::make_unique<StandaloneQdqNode>(spec, input_index(spec.input_name));
-      } else if (auto it4 = pending_layer_norm_.find(key); it4 != pending_layer_norm_.end()) {
-        LayerNormSpec spec = std::move(it4->second);
-        pending_layer_norm_.erase(it4);
-        lock.unlock();
-        const size_t skip = spec.skip_name.empty() ? 0 : input_index(spec.skip_name);
-        node = std::make_unique<LayerNormNode>(spec, input_index(spec.input_name), skip, pool_.get());
-      } else {
-        throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
-      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = pending_.find(key);
+      if (it == pending_.end()) throw std::runtime_error("Compile got a group GetCapability did not claim: " + key);
+      make_node = std::move(it->second);
+      pending_.erase(it);
     }
+    std::unique_ptr<CompiledNode> node = make_node(CompileContext{input_index, pool_.get(), config_});
     Log(ORT_LOGGING_LEVEL_VERBOSE, "onnxq: compiled " + key + " with kernel " + node->kernel_name() + " (ISA level " +
                                        kernels::IsaLevelName(kernels::ActiveIsaLevel()) + "), " +
                                        std::to_string(pool_->num_threads()) + " threads");

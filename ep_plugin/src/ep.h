@@ -1,17 +1,14 @@
-// The onnxq execution provider instance (one per session): GetCapability claims the patterns in patterns/,
-// Compile turns each claimed group into a node from nodes/ with its weights prepacked.
+// The onnxq execution provider instance (one per session): GetCapability claims groups by the rules in
+// claim_rules.h, Compile turns each claimed group into its rule's node from nodes/ with its weights prepacked.
 #pragma once
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
-#include "kernels/cpu_features.h"
+#include "claim_rules.h"
+#include "ep_config.h"
 #include "ort_api.h"
-#include "patterns/qdq_act_matmul_pattern.h"
-#include "patterns/qdq_matmul_pattern.h"
-#include "patterns/layer_norm_pattern.h"
-#include "patterns/qdq_standalone_pattern.h"
 #include "runtime/thread_pool.h"
 
 namespace onnxq {
@@ -20,11 +17,7 @@ class OnnxqEpFactory;
 
 class OnnxqEp : public OrtEp {
  public:
-  struct Options {
-    int num_threads = 0;  // 0: physical cores
-    kernels::IsaLevel max_isa = kernels::IsaLevel::kAmx;  // ISA ceiling for this session's kernels
-  };
-  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const Options& options);
+  OnnxqEp(OnnxqEpFactory& factory, const OrtLogger& logger, const EpConfig& config);
   ~OnnxqEp();
 
  private:
@@ -44,14 +37,12 @@ class OnnxqEp : public OrtEp {
 
   OnnxqEpFactory& factory_;
   const OrtLogger& logger_;
-  // Specs found by GetCapability, keyed by MatMul output name, consumed by Compile.
+  const EpConfig config_;
+  // Groups claimed by GetCapability, keyed by GroupKey: how each becomes its node (holding the rule's spec),
+  // consumed by Compile.
   std::mutex mutex_;
-  std::map<std::string, QdqMatMulSpec> pending_;
-  std::map<std::string, QdqActMatMulSpec> pending_act_;
-  std::map<std::string, StandaloneQdqSpec> pending_standalone_;
-  std::map<std::string, LayerNormSpec> pending_layer_norm_;
+  std::map<std::string, MakeNode> pending_;
   std::unique_ptr<ThreadPool> pool_;
-  kernels::IsaLevel max_isa_;
 };
 
 }  // namespace onnxq

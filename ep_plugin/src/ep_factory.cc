@@ -1,11 +1,13 @@
 #include "ep_factory.h"
 
 #include <cctype>
+#include <map>
 #include <new>
 #include <stdexcept>
 #include <string>
 
 #include "ep.h"
+#include "ep_config.h"
 #include "kernels/cpu_features.h"
 
 namespace onnxq {
@@ -74,13 +76,15 @@ OrtStatus* ORT_API_CALL OnnxqEpFactory::GetSupportedDevicesImpl(OrtEpFactory* th
 
 namespace {
 
-// Provider options arrive as session config entries "ep.<ep name>.<key>" (the name's case varies by version).
-std::string ProviderOption(const OrtApi& api, const OrtSessionOptions* so, const char* key) {
-  if (so == nullptr) return {};
+// Provider options arrive as session config entries "ep.<ep name>.<key>" (the name's case varies by version):
+// the session's options for this EP, keyed by <key> lower-cased.
+std::map<std::string, std::string> ProviderOptions(const OrtApi& api, const OrtSessionOptions* so) {
+  std::map<std::string, std::string> out;
+  if (so == nullptr) return out;
   OrtKeyValuePairs* kv = nullptr;
   if (OrtStatus* st = api.GetSessionOptionsConfigEntries(so, &kv)) {
     api.ReleaseStatus(st);
-    return {};
+    return out;
   }
   const char* const* keys = nullptr;
   const char* const* values = nullptr;
@@ -90,34 +94,13 @@ std::string ProviderOption(const OrtApi& api, const OrtSessionOptions* so, const
     for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
   };
-  const std::string want = lower(std::string("ep.") + kEpName + "." + key);
-  std::string out;
-  for (size_t i = 0; i < n; ++i)
-    if (lower(keys[i]) == want) out = values[i];
+  const std::string prefix = lower(std::string("ep.") + kEpName + ".");
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = lower(keys[i]);
+    if (key.compare(0, prefix.size(), prefix) == 0) out[key.substr(prefix.size())] = values[i];
+  }
   api.ReleaseKeyValuePairs(kv);
   return out;
-}
-
-int ParseThreads(const std::string& text) {
-  if (text.empty()) return 0;
-  size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || v < 0 || v > 1024)
-    throw std::invalid_argument("onnxq EP option num_threads must be an integer in [0, 1024], got '" + text + "'");
-  return v;
-}
-
-kernels::IsaLevel ParseMaxIsa(const std::string& text) {
-  kernels::IsaLevel level = kernels::IsaLevel::kAmx;
-  if (!text.empty() && !kernels::ParseIsaLevel(text, &level))
-    throw std::invalid_argument("onnxq EP option max_isa must be one of " + std::string(kernels::IsaLevelNames()) +
-                                ", got '" + text + "'");
-  return level;
 }
 
 }  // namespace
@@ -130,11 +113,12 @@ OrtStatus* ORT_API_CALL OnnxqEpFactory::CreateEpImpl(OrtEpFactory* this_ptr, con
   *ep = nullptr;
   return StatusFromCall([&] {
     if (num_devices != 1) throw std::invalid_argument("the onnxq EP runs on exactly one CPU device");
-    OnnxqEp::Options options;
-    options.num_threads = ParseThreads(ProviderOption(factory->ort_api, session_options, "num_threads"));
-    options.max_isa = ParseMaxIsa(ProviderOption(factory->ort_api, session_options, "max_isa"));
-    kernels::IsaCeiling();  // an invalid ONNXQ_MAX_ISA fails session creation here, with its message
-    *ep = new OnnxqEp(*factory, *logger, options);
+    const std::map<std::string, std::string> options = ProviderOptions(factory->ort_api, session_options);
+    const EpConfig config = ParseEpConfig([&](const char* key) {
+      const auto it = options.find(key);
+      return it == options.end() ? std::string() : it->second;
+    });
+    *ep = new OnnxqEp(*factory, *logger, config);
   });
 }
 

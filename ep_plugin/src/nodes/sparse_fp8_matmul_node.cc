@@ -1,7 +1,6 @@
 #include "nodes/sparse_fp8_matmul_node.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -15,14 +14,13 @@ bool SparseFp8MatMulNode::UseAvx512() {
   return f.avx512_bf16 && f.avx512bw;
 }
 
-bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec) {
+bool SparseFp8MatMulNode::Pays(const QdqMatMulSpec& spec, SparseMode mode) {
   if (!spec.sparse || !spec.is_fp8() || spec.block_k != 4 || spec.block_n != 1) return false;
   const kernels::CpuFeatures f = kernels::GetCpuFeatures();
   const bool avx2 = f.avx2 && f.fma && f.f16c;
   if (!UseAvx512() && !avx2) return false;
-  const char* mode = std::getenv("ONNXQ_SPARSE");
-  if (mode != nullptr && std::string(mode) == "never") return false;
-  if (mode != nullptr && std::string(mode) == "always") return true;
+  if (mode == SparseMode::kNever) return false;
+  if (mode == SparseMode::kAlways) return true;
   const double total = static_cast<double>(spec.K / 4) * static_cast<double>(spec.N);
   const double sparsity = 1.0 - static_cast<double>(spec.sparse_block_rows.size()) / total;
   // AVX2 (Zen 5 at ONNXQ_MAX_ISA=avx2, 1 thread, 128 x 768 x 3072): the sparse kernel matches the dense AVX2 FP8

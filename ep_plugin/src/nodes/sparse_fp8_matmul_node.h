@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ep_config.h"
 #include "kernels/fp8.h"
 #include "kernels/spmm_bf16_fp8w.h"
 #include "nodes/activation_bf16.h"
@@ -20,7 +21,8 @@ class SparseFp8MatMulNode : public CompiledNode {
   SparseFp8MatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
   void Compute(OrtKernelContext* context) const override;
   const char* kernel_name() const override { return avx2_ ? "sparse4x1-fp8-avx2" : "sparse4x1-fp8-avx512bf16"; }
-  static bool Pays(const QdqMatMulSpec& spec);
+  // As SparseQdqMatMulNode::Pays, for FP8 weights.
+  static bool Pays(const QdqMatMulSpec& spec, SparseMode mode);
 
  private:
   static bool UseAvx512();  // AVX512-BF16 kernel; else AVX2 (Pays() checked one of them is there)

@@ -1,7 +1,6 @@
 #include "nodes/sparse_qdq_matmul_node.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -11,14 +10,13 @@
 
 namespace onnxq {
 
-bool SparseQdqMatMulNode::Pays(const QdqMatMulSpec& spec) {
+bool SparseQdqMatMulNode::Pays(const QdqMatMulSpec& spec, SparseMode mode) {
   if (!spec.sparse || spec.is_fp8() || spec.block_k != 4 || spec.block_n != 1) return false;
   const kernels::CpuFeatures f = kernels::GetCpuFeatures();
   const bool avx2 = f.avx2 && f.fma && f.f16c;
   if (!f.avx512_vnni && !avx2) return false;
-  const char* mode = std::getenv("ONNXQ_SPARSE");  // "always" / "never" for tests and benchmarks
-  if (mode != nullptr && std::string(mode) == "never") return false;
-  if (mode != nullptr && std::string(mode) == "always") return true;
+  if (mode == SparseMode::kNever) return false;
+  if (mode == SparseMode::kAlways) return true;
   const double total = static_cast<double>(spec.K / 4) * static_cast<double>(spec.N);
   const double sparsity = 1.0 - static_cast<double>(spec.sparse_block_rows.size()) / total;
   if (!f.avx512_vnni) {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "ep_config.h"
 #include "kernels/quantize.h"
 #include "kernels/spmm_u8s8.h"
 #include "nodes/activation_u8.h"
@@ -19,8 +20,9 @@ class SparseQdqMatMulNode : public CompiledNode {
   void Compute(OrtKernelContext* context) const override;
   const char* kernel_name() const override { return avx2_ ? "sparse4x1-avx2" : "sparse4x1-avx512vnni"; }
 
-  // Whether this node (rather than a dense fallback) should run `spec` on this CPU.
-  static bool Pays(const QdqMatMulSpec& spec);
+  // Whether this node (rather than a dense fallback) should run `spec` on this CPU: never without a sparse kernel
+  // under the ceiling; otherwise as `mode` says, by measured break-even sparsity for kAuto.
+  static bool Pays(const QdqMatMulSpec& spec, SparseMode mode);
 
  private:
   size_t input_index_;

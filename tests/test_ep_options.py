@@ -17,8 +17,14 @@ from onnx import numpy_helper
 
 import onnxq
 import onnxq.ep as ep
+from onnxq.apps.model_builders import (
+    fp8_qdq_matmul_model,
+    int8_qdq_static,
+    qdq_matmul_model,
+    sample_inputs,
+    tiny_encoder_model,
+)
 from onnxq.cpu import isa_at_least
-from onnxq.testing import fp8_qdq_matmul_model, int8_qdq_static, qdq_matmul_model, sample_inputs, tiny_encoder_model
 
 EP = ep.EP_NAME
 pytestmark = pytest.mark.every_isa

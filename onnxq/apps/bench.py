@@ -96,7 +96,8 @@ def build_models(k: int, n: int) -> dict[str, bytes]:
             "ort-fp8w": fp8w, "onnxq-fp8w": fp8w, "ort-fp8": fp8, "onnxq-fp8": fp8}
 
 
-def bench_session(model: bytes | str | os.PathLike[str], threads: int, onnxq: bool) -> ort.InferenceSession:
+def bench_session(model: bytes | str | os.PathLike[str], threads: int, onnxq: bool,
+                  ep_options: dict[str, str] | None = None) -> ort.InferenceSession:
     """The session every benchmark times: `threads` intra-op threads (the EP's pool too), no inter-op
     parallelism, quiet logs, no spinning. Several sessions share few cores in a benchmark: threads that spin after
     their pass would steal the next session's cores. Every session gets the same settings (like for like)."""
@@ -106,7 +107,7 @@ def bench_session(model: bytes | str | os.PathLike[str], threads: int, onnxq: bo
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if onnxq:
-        return ep.session(model, options=so, provider_options={"num_threads": str(threads)})
+        return ep.session(model, options=so, provider_options={"num_threads": str(threads), **(ep_options or {})})
     data = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
 

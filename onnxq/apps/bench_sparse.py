@@ -2,7 +2,7 @@
 sparsity, run as
 
   ort-int8-dense     stock onnxruntime on the pruned weights stored dense (its INT8 kernel; zeros cost as much)
-  onnxq-dense        the onnxq EP's dense INT8 kernel on the packed file (ONNXQ_SPARSE=never at session creation)
+  onnxq-dense        the onnxq EP's dense INT8 kernel on the packed file (the EP's `sparse=never` provider option)
   onnxq-sparse       the onnxq EP's 4x1 sparse kernel on the packed file
   deepsparse         DeepSparse 1.8, INT8, on the same pruned int8 weights in the form it runs as sparse INT8
                      (SparseML's QuantizeLinear -> MatMulInteger -> Cast -> Mul export; see onnxq.apps.bench_deepsparse)
@@ -85,18 +85,10 @@ def pruned_models(k: int, n: int, sparsity: float, seed: int = 0) -> tuple[onnx.
 
 
 def _session(data: bytes, threads: int, onnxq_mode: str | None) -> ort.InferenceSession:
-    """bench_session; for the onnxq EP with ONNXQ_SPARSE=`onnxq_mode` ("always" / "never") while it compiles."""
+    """bench_session; for the onnxq EP with its ``sparse`` provider option = `onnxq_mode` ("always" / "never")."""
     if onnxq_mode is None:
         return bench_session(data, threads, onnxq=False)
-    old = os.environ.get("ONNXQ_SPARSE")
-    os.environ["ONNXQ_SPARSE"] = onnxq_mode  # read when the EP compiles the node
-    try:
-        return bench_session(data, threads, onnxq=True)
-    finally:
-        if old is None:
-            os.environ.pop("ONNXQ_SPARSE", None)
-        else:
-            os.environ["ONNXQ_SPARSE"] = old
+    return bench_session(data, threads, onnxq=True, ep_options={"sparse": onnxq_mode})
 
 
 def _deepsparse_workers(cfg: SparseBenchConfig, dense: onnx.ModelProto, x: np.ndarray, threads: int,

@@ -2,7 +2,8 @@
 
 from onnxq.core.version import __version__
 
-__all__ = ["QuantConfig", "SparsifyConfig", "__version__", "quantize", "sparsify"]
+__all__ = ["QuantConfig", "SparsifyConfig", "__version__", "get_ep_name", "get_ep_names", "get_library_path",
+           "quantize", "sparsify"]
 
 
 def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime / graphsurgeon import)
@@ -10,6 +11,10 @@ def __getattr__(name: str):  # lazy: `import onnxq` stays cheap (no onnxruntime 
         import onnxq.core.config as c
 
         return getattr(c, name)
+    if name in ("get_library_path", "get_ep_names", "get_ep_name"):  # ONNX Runtime's plugin-EP package conventions
+        import onnxq.plugin as p
+
+        return getattr(p, name)
     if name in ("quantize", "sparsify"):
         import onnxq.pipeline.api as a
 

@@ -7,21 +7,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
 from onnxq.core.errors import OnnxqError
+from onnxq.plugin import EP_NAME, LIBRARY_ENV, LIBRARY_FILE, check_onnxruntime_version, get_library_path
 
-EP_NAME = "OnnxqExecutionProvider"
+__all__ = ["EP_NAME", "LIBRARY_ENV", "LIBRARY_FILE", "REGISTRATION_NAME", "assigned_nodes", "ep_devices",
+           "library_path", "measuring_session", "register", "session", "session_options"]
+
 REGISTRATION_NAME = "onnxq"
-LIBRARY_FILE = "libonnxq_ep.so"
-LIBRARY_ENV = "ONNXQ_EP_LIBRARY"
 
 _lock = threading.Lock()
 _registered_path: str | None = None
@@ -29,23 +28,7 @@ _registered_path: str | None = None
 
 def library_path() -> str:
     """Absolute path of the onnxq EP shared library (``$ONNXQ_EP_LIBRARY`` overrides)."""
-    override = os.environ.get(LIBRARY_ENV)
-    if override:
-        if not Path(override).is_file():
-            raise OnnxqError(f"{LIBRARY_ENV}={override} is not a file")
-        return str(Path(override).resolve())
-    candidates = [Path(__file__).parent / "lib" / LIBRARY_FILE]
-    # Editable installs put compiled files beside the compiled _kernels module, not beside this file.
-    spec = importlib.util.find_spec("onnxq._kernels")
-    if spec is not None and spec.origin:
-        candidates.append(Path(spec.origin).parent / "lib" / LIBRARY_FILE)
-    for c in candidates:
-        if c.is_file():
-            return str(c.resolve())
-    raise OnnxqError(
-        f"the onnxq EP library ({LIBRARY_FILE}) is not installed; reinstall onnxq with `pip install .` "
-        f"from the source tree, or set {LIBRARY_ENV}"
-    )
+    return get_library_path()
 
 
 def register() -> str:
@@ -53,6 +36,10 @@ def register() -> str:
     global _registered_path
     with _lock:
         if _registered_path is None:
+            check_onnxruntime_version(ort.__version__)
+            if not hasattr(ort, "register_execution_provider_library"):
+                raise OnnxqError(f"onnxruntime {ort.__version__} cannot load plugin execution providers; "
+                                 "pip install 'onnxruntime>=1.29'")
             path = library_path()
             if not any(d.ep_name == EP_NAME for d in ort.get_ep_devices()):
                 try:

@@ -83,8 +83,9 @@ def test_no_pass_branches_on_a_format_name():
 FLOORS = {
     "core": {"core"},
     "calibration": {"core", "calibration"},
-    "ep": {"core", "cpu"},
+    "ep": {"core", "cpu", "plugin"},
     "cpu": {"core"},
+    "plugin": {"core"},
     "passes": {"core", "calibration", "passes"},
     "pipeline": {"core", "calibration", "passes", "pipeline", "ep", "cpu"},
 }

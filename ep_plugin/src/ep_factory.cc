@@ -140,9 +140,11 @@ __attribute__((visibility("default"))) OrtStatus* CreateEpFactories(const char* 
   if (ort_api == nullptr) {
     // Older onnxruntime: report through the oldest API table, which every version has.
     const OrtApi* v1 = ort_api_base->GetApi(1);
-    return v1 == nullptr ? nullptr
-                         : v1->CreateStatus(ORT_FAIL,
-                                            "the onnxq EP needs onnxruntime >= 1.29 (ORT API version 29)");
+    const char* found = ort_api_base->GetVersionString != nullptr ? ort_api_base->GetVersionString() : "unknown";
+    const std::string message = std::string("the onnxq EP ") + ONNXQ_VERSION +
+                                " needs onnxruntime >= 1.29 (ORT API version 29); this process runs onnxruntime " +
+                                (found != nullptr ? found : "unknown");
+    return v1 == nullptr ? nullptr : v1->CreateStatus(ORT_FAIL, message.c_str());
   }
   Ort::InitApi(ort_api);
   if (max_factories < 1) return ort_api->CreateStatus(ORT_INVALID_ARGUMENT, "no room for the onnxq EP factory");

@@ -20,7 +20,10 @@ def _version_text() -> str:
     try:
         from onnxq import _kernels, ep
 
-        lines.append(f"EP library {ep.library_path()}")
+        devices = ep.ep_devices()
+        ep_version = devices[0].ep_metadata.get("onnxq_version", "?") if devices else "?"
+        agree = "" if ep_version == __version__ else f" (DIFFERS from the package's {__version__}: reinstall onnxq)"
+        lines.append(f"EP library {ep.library_path()}, version {ep_version}{agree}")
         from onnxq.cpu import ISA_ENV, cpu_model
 
         level, top = _kernels.isa_level(), _kernels.detected_isa_level()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import onnx
 
+from onnxq.core import provenance
 from onnxq.core.config import QuantConfig
 from onnxq.core.errors import OnnxqError
-from onnxq.core.version import __version__
 from onnxq.passes.context import PassContext
 
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -28,14 +28,13 @@ def finalize(model: onnx.ModelProto, config: QuantConfig, template: onnx.ModelPr
         if d.domain in ("", "ai.onnx"):
             d.version = max(int(d.version), config.opset)
     model.ir_version = max(template.ir_version, 10)
-    model.producer_name = template.producer_name or "onnxq"
+    model.producer_name = template.producer_name
     model.producer_version = template.producer_version
     model.doc_string = template.doc_string
     del model.metadata_props[:]
     model.metadata_props.extend(template.metadata_props)
-    for k, v in (("onnxq.version", __version__), ("onnxq.format", config.format),
-                 ("onnxq.recipe", config.recipe or ""), ("onnxq.calibration", config.calibration_method)):
-        model.metadata_props.add(key=k, value=str(v))
+    provenance.stamp(model, {"onnxq.format": config.format, "onnxq.recipe": config.recipe or "",
+                             "onnxq.calibration": config.calibration_method})
     del model.functions[:]
     model.functions.extend(template.functions)
 

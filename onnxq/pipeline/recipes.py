@@ -15,9 +15,9 @@ from onnxq.core.config import SparsifyConfig
 QUANTIZE = ("unpack_sparse", "preprocess", "select_targets", "calibrate", "smooth", "insert_qdq", "finalize",
             "pack_sparse", "check")
 #: block pruning (magnitude) and packing, on a float or an already quantized model
-SPARSIFY = ("prune_blocks", "pack_sparse", "check")
+SPARSIFY = ("prune_blocks", "pack_sparse", "provenance", "check")
 #: block pruning with the kept weights reconstructed from calibration data (float models)
-SPARSIFY_RECONSTRUCT = ("reconstruct_sparse", "pack_sparse", "check")
+SPARSIFY_RECONSTRUCT = ("reconstruct_sparse", "pack_sparse", "provenance", "check")
 #: one command: prune the float model, quantize it, pack the quantized sparse weights
 PRUNE_QUANTIZE = ("unpack_sparse", "preprocess", "prune_blocks", "select_targets", "calibrate", "smooth",
                   "insert_qdq", "finalize", "pack_sparse", "check")

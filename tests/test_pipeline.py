@@ -241,3 +241,22 @@ def test_cli_quantize_with_sparsity_writes_packed_int8(tmp_path):
     assert main(["quantize", str(src), "-o", str(out), "--format", "int8", "--data", str(tmp_path / "c.npz"),
                  "--sparsity", "0.8", "--no-progress"]) == 0
     assert set(_packed(onnx.load(out)).values()) == {onnx.TensorProto.INT8}
+
+
+def test_a_new_format_is_one_object_and_a_scheme(monkeypatch):
+    """What adding a format takes (issue 12): a NumericFormat in core/formats.py and a scheme naming it; no pass
+    changes. Here a 7-bit symmetric integer grid stored as INT8 (weights and activations in [-63, 63])."""
+    from onnxq.core import formats
+
+    int7 = formats.IntegerFormat("int7", onnx.TensorProto.INT8, np.dtype(np.int8), -63, 63, True)
+    monkeypatch.setitem(formats.SCHEMES, "int7", formats.Scheme("int7", int7, int7, int7))
+    monkeypatch.setattr(onnxq.core.config, "FORMATS", tuple(formats.SCHEMES))
+    m = mlp_model()
+    feeds = [sample_inputs(m, batch=4, seed=i) for i in range(2)]
+    q = onnxq.quantize(m, None, QuantConfig(format="int7"), feeds).model
+    weights = [onnx.numpy_helper.to_array(t) for t in q.graph.initializer if t.name.endswith("_quantized")]
+    assert weights and all(w.dtype == np.int8 and np.abs(w).max() == 63 for w in weights)
+    out = _run(q, feeds[0])
+    ref = _run(m, feeds[0])
+    cos = float(np.sum(out * ref) / (np.linalg.norm(out) * np.linalg.norm(ref)))
+    assert cos > 0.99

@@ -28,7 +28,6 @@ from onnxq.core.numerics import (
     E5M2,
     Fp8Spec,
     fp8_scale,
-    int8_symmetric_scale,
     qdq_fp8,
     qdq_int,
     quantize_fp8,
@@ -87,7 +86,8 @@ class NumericFormat:
 
 @dataclass(frozen=True, repr=False)
 class IntegerFormat(NumericFormat):
-    """INT8 symmetric in [-127, 127] (weights; optionally activations) or UINT8 asymmetric with a zero point."""
+    """Symmetric in [-hi, hi] (INT8: [-127, 127]; weights, optionally activations; scale amax / hi) or UINT8
+    asymmetric in [0, 255] with a zero point."""
 
     name: str
     onnx_type: int
@@ -99,21 +99,21 @@ class IntegerFormat(NumericFormat):
     def weight_scale(self, amax: np.ndarray | float) -> np.ndarray:
         if not self.symmetric:
             raise OnnxqError(f"{self.name} is asymmetric: weights are stored in a symmetric format")
-        return int8_symmetric_scale(amax)
+        return (safe_amax(amax) / float(self.hi)).astype(np.float32)
 
     def encode(self, x: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
         return quantize_int(x, scale, 0, self.lo, self.hi, self.storage_dtype.type)
 
     def activation_params(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray | None]:
         if self.symmetric:
-            scale = int8_symmetric_scale(float(safe_amax(max(abs(lo), abs(hi)))))
+            scale = self.weight_scale(float(safe_amax(max(abs(lo), abs(hi)))))
             return np.asarray(scale, np.float32), np.zeros((), self.storage_dtype)
         s, z = uint8_asymmetric_params(lo, hi)
         return np.asarray(s, np.float32), np.asarray(z, self.storage_dtype)
 
     def simulate(self, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
         if self.symmetric:
-            return qdq_int(x, np.float32(max(hi, 1e-30) / 127.0), 0, -127, 127)
+            return qdq_int(x, np.float32(max(hi, 1e-30) / float(self.hi)), 0, -self.hi, self.hi)
         scale, zp = uint8_asymmetric_params(lo, hi)
         return qdq_int(x, scale, int(zp), 0, 255)
 

@@ -27,6 +27,9 @@ class QuantConfig:
     format: ``fp8-e4m3`` (FLOAT8E4M3FN), ``fp8-e5m2`` (FLOAT8E5M2) or ``int8`` (s8 weights, u8 activations).
     weight_granularity: ``per-channel`` (one scale per output channel) or ``per-tensor``.
     quantize_activations: False = weight-only (the float activation goes straight into the MatMul).
+    activation_granularity: ``per-tensor`` (one calibrated scale per tensor) or ``per-token`` (ZeroQuant: the
+      activation inputs of weight MatMul / Gemm get one scale per row, computed in the graph at run time as
+      max|row| / the format's largest value; symmetric; no calibration for them).
     op_types: ops whose constant weight is quantized and whose float activation inputs get Q -> DQ.
       ``Gather`` quantizes embedding tables (weight only; its indices are not activations).
     activation_matmuls: also quantize both inputs of MatMuls between two activations (attention Q·Kᵀ, P·V).
@@ -59,6 +62,7 @@ class QuantConfig:
     extra_activation_op_types: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
+    activation_granularity: str = "per-tensor"
     calibration_method: str = "minmax"
     percentile: float = 99.999
     calibration_max_samples: int | None = None
@@ -94,6 +98,9 @@ class QuantConfig:
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise OnnxqError(f"unknown format '{self.format}'; choose from {', '.join(FORMATS)}")
+        if self.activation_granularity not in ("per-tensor", "per-token"):
+            raise OnnxqError(f"activation_granularity must be per-tensor or per-token, got "
+                             f"'{self.activation_granularity}'")
         if self.weight_granularity not in ("per-channel", "per-tensor"):
             raise OnnxqError(f"weight_granularity must be per-channel or per-tensor, got '{self.weight_granularity}'")
         if self.calibration_method not in METHODS:
@@ -131,7 +138,9 @@ class QuantConfig:
 
     @property
     def activation_format(self) -> NumericFormat:
-        return self.scheme.activation_format(self.int8_symmetric_activations)
+        # per-token scales are computed in the graph, symmetric (ZeroQuant): no zero point to compute
+        symmetric = self.int8_symmetric_activations or self.activation_granularity == "per-token"
+        return self.scheme.activation_format(symmetric)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -156,6 +165,11 @@ RECIPES: dict[str, dict[str, object]] = {
     #   (all-mpnet-base-v2 mean cosine 0.925 without, 0.994 with 0.8; 0.2 and 0.5 made it worse: see
     #   docs/quantizer.md#smoothing-int8)
     "int8": {"format": "int8", "calibration_method": "percentile", "percentile": 99.999, "smooth_alpha": 0.8},
+    # ZeroQuant: s8 per-channel weights x s8 per-token (per-row) activations whose scales are computed in the
+    # graph at run time (blocked QuantizeLinear, opset 21): no calibration data needed; attention's activation x
+    # activation MatMuls stay float
+    "int8-per-token": {"format": "int8", "activation_granularity": "per-token", "activation_matmuls": False},
+    "fp8-e4m3-per-token": {"format": "fp8-e4m3", "activation_granularity": "per-token", "activation_matmuls": False},
     # INT8 keeping attention's activation x activation MatMuls in float (they run in float on CPUs anyway)
     "int8-conservative": {"format": "int8", "calibration_method": "percentile", "activation_matmuls": False,
                           "smooth_alpha": 0.8},

@@ -67,6 +67,11 @@ class NumericFormat:
         """Attributes of an activation's QuantizeLinear (FP8 names its type there, having no zero point)."""
         return {}
 
+    @property
+    def max_magnitude(self) -> float:
+        """The largest |code| a symmetric scale maps amax to (per-token scales: max|row| / this, in the graph)."""
+        raise NotImplementedError
+
     def quantize_weight(self, w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
         """(codes in ``storage_dtype``, float32 scale: 1-D along ``axis``, or a scalar for ``axis=None``)."""
         w = np.asarray(w, np.float32)
@@ -111,6 +116,10 @@ class IntegerFormat(NumericFormat):
         s, z = uint8_asymmetric_params(lo, hi)
         return np.asarray(s, np.float32), np.asarray(z, self.storage_dtype)
 
+    @property
+    def max_magnitude(self) -> float:
+        return float(self.hi)
+
     def simulate(self, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
         if self.symmetric:
             return qdq_int(x, np.float32(max(hi, 1e-30) / float(self.hi)), 0, -self.hi, self.hi)
@@ -147,6 +156,10 @@ class Fp8Format(NumericFormat):
 
     def quantize_attributes(self) -> dict[str, Any]:
         return {"saturate": 1, "output_dtype": self.spec.onnx_type}
+
+    @property
+    def max_magnitude(self) -> float:
+        return float(self.spec.max)
 
 
 INT8 = IntegerFormat("int8", TensorProto.INT8, np.dtype(np.int8), -127, 127, True)

@@ -39,6 +39,7 @@ class ActivationTarget:
     input_index: int
     tensor: str
     fixed_range: tuple[float, float] | None = None
+    per_token: int = 0  # > 0: dynamic per-token (per row) quantization over blocks of this K; no calibration
 
 
 @dataclass
@@ -56,7 +57,7 @@ class QuantPlan:
         return list(seen)
 
     def activation_tensors(self) -> list[str]:
-        return list(dict.fromkeys(a.tensor for a in self.activations if a.fixed_range is None))
+        return list(dict.fromkeys(a.tensor for a in self.activations if a.fixed_range is None and not a.per_token))
 
     def without(self, nodes: set[str]) -> QuantPlan:
         return QuantPlan([w for w in self.weights if w.node not in nodes],
@@ -74,7 +75,7 @@ class QuantPlan:
         out: dict[str, list[tuple[str, str, bool]]] = {}
         for a in self.activations:
             w = weights.get(a.node)
-            if w is None or a.input_index != 0 or a.fixed_range is not None:
+            if w is None or a.input_index != 0 or a.fixed_range is not None or a.per_token:
                 continue
             out.setdefault(a.tensor, []).append((a.node, w.weight, w.op_type == "Gemm" and w.axis == 0))
         return out

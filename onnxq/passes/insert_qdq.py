@@ -24,7 +24,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxq.core.config import QuantConfig
-from onnxq.passes.context import PassContext, QuantPlan, Smoothing
+from onnxq.core.formats import NumericFormat
+from onnxq.core.numerics import MIN_AMAX
+from onnxq.passes.context import ActivationTarget, PassContext, QuantPlan, Smoothing
 
 
 class WeightCache:
@@ -113,6 +115,7 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
         node.inputs[t.input_index] = out
 
     afmt = config.activation_format
+    token_scales: dict[str, gs.Variable] = {}
     act_consts: dict[tuple[str, bool], tuple[gs.Constant, gs.Constant | None]] = {}
     smoothed_inputs: dict[str, gs.Variable] = {}
     for a in plan.activations:
@@ -127,6 +130,9 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                 graph.nodes.append(gs.Node("Mul", names(f"{a.tensor}/SmoothMul"), {}, inputs=[x, inv], outputs=[xs]))
                 smoothed_inputs[a.tensor] = xs
             x = smoothed_inputs[a.tensor]
+        if a.per_token:
+            _insert_per_token(graph, names, node, a, x, afmt, token_scales)
+            continue
         ckey = (a.tensor, smooth)
         if ckey not in act_consts:
             if smooth:
@@ -149,3 +155,39 @@ def insert_qdq(graph: gs.Graph, config: QuantConfig, plan: QuantPlan,
                                    inputs=[xq, *params], outputs=[xdq]))
         node.inputs[a.input_index] = xdq
     return graph
+
+
+def _insert_per_token(graph: gs.Graph, names: _Names, node: gs.Node, a: ActivationTarget, x: gs.Tensor,
+                      fmt: NumericFormat, token_scales: dict[str, gs.Variable]) -> None:
+    """ZeroQuant's per-token quantization as standard ONNX (opset 21 blocked Q/DQ, one block per row):
+    ``scale = Max(ReduceMax(Abs(x), axis -1), MIN_AMAX) / max_magnitude`` computed in the graph, once per tensor,
+    then ``QuantizeLinear(x, scale, axis=-1, block_size=K)`` (symmetric: no zero point) and its DequantizeLinear."""
+    if a.tensor not in token_scales:
+        base = f"{a.tensor}_token"
+        shape = list(x.shape[:-1]) + [1] if x.shape else None
+        ax = gs.Variable(names(f"{base}_abs"), dtype=np.float32, shape=x.shape)
+        amax = gs.Variable(names(f"{base}_amax"), dtype=np.float32, shape=shape)
+        floor = gs.Variable(names(f"{base}_amax_floored"), dtype=np.float32, shape=shape)
+        scale = gs.Variable(names(f"{base}_scale"), dtype=np.float32, shape=shape)
+        graph.nodes += [
+            gs.Node("Abs", names(f"{base}/Abs"), {}, inputs=[x], outputs=[ax]),
+            gs.Node("ReduceMax", names(f"{base}/ReduceMax"), {"keepdims": 1},
+                    inputs=[ax, gs.Constant(names(f"{base}_axes"), np.array([-1], np.int64))], outputs=[amax]),
+            gs.Node("Max", names(f"{base}/Max"), {},
+                    inputs=[amax, gs.Constant(names(f"{base}_min_amax"), np.array(MIN_AMAX, np.float32))],
+                    outputs=[floor]),
+            gs.Node("Div", names(f"{base}/Div"), {},
+                    inputs=[floor, gs.Constant(names(f"{base}_max_code"), np.array(fmt.max_magnitude, np.float32))],
+                    outputs=[scale]),
+        ]
+        token_scales[a.tensor] = scale
+    scale = token_scales[a.tensor]
+    blocked = {"axis": -1, "block_size": int(a.per_token)}
+    xq = gs.Variable(names(f"{a.tensor}_quantized/{a.node}/{a.input_index}"), dtype=fmt.storage_dtype, shape=x.shape)
+    xdq = gs.Variable(names(f"{a.tensor}_dequantized/{a.node}/{a.input_index}"), dtype=np.float32, shape=x.shape)
+    graph.nodes.append(gs.Node("QuantizeLinear", names(f"{a.node}/{a.tensor}/QuantizeLinear"),
+                               {**fmt.quantize_attributes(), "output_dtype": fmt.onnx_type, **blocked},
+                               inputs=[x, scale], outputs=[xq]))
+    graph.nodes.append(gs.Node("DequantizeLinear", names(f"{a.node}/{a.tensor}/DequantizeLinear"), blocked,
+                               inputs=[xq, scale], outputs=[xdq]))
+    node.inputs[a.input_index] = xdq

@@ -50,14 +50,18 @@ def select_targets(graph: gs.Graph, config: QuantConfig) -> QuantPlan:
     patterns = [re.compile(p) for p in config.exclude]
     extra = set(config.extra_activation_op_types)
 
-    def act(node: gs.Node, i: int) -> None:
+    def act(node: gs.Node, i: int, k: int = 0) -> None:
+        """``k``: the reduction length when ``i`` is the activation input of a weight MatMul / Gemm (per-token
+        quantization runs along it); 0 elsewhere (those stay per-tensor)."""
         t = node.inputs[i]
         if not config.quantize_activations or not _is_activation(t):
             return
         fixed = None
         if config.fixed_ranges and t.inputs and t.inputs[0].op in FIXED_RANGE_OPS:
             fixed = FIXED_RANGE_OPS[t.inputs[0].op]
-        plan.activations.append(ActivationTarget(node.name, node.op, i, t.name, fixed))
+        per_token = k if config.activation_granularity == "per-token" and k > 0 else 0
+        plan.activations.append(ActivationTarget(node.name, node.op, i, t.name, None if per_token else fixed,
+                                                 per_token))
 
     for node in graph.nodes:
         if node.domain not in ("", "ai.onnx", None):
@@ -99,7 +103,7 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
             if not _finite(b):
                 return "weight holds NaN or infinity; left in float"
             plan.weights.append(WeightTarget(node.name, node.op, 1, b.name, 1))
-            act(node, 0)
+            act(node, 0, int(b.shape[0]))
             return None
         if isinstance(a, gs.Constant):
             return "constant first operand (weight on the left) is not quantized"
@@ -118,9 +122,10 @@ def _select_node(node: gs.Node, config: QuantConfig, plan: QuantPlan, act) -> st
         act_ok = not node.attrs.get("transA", 0)
         if not _finite(ins[1]):
             return "weight holds NaN or infinity; left in float"
-        plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0 if node.attrs.get("transB", 0) else 1))
+        trans_b = bool(node.attrs.get("transB", 0))
+        plan.weights.append(WeightTarget(node.name, node.op, 1, ins[1].name, 0 if trans_b else 1))
         if act_ok:
-            act(node, 0)
+            act(node, 0, int(ins[1].shape[1] if trans_b else ins[1].shape[0]))
         return None
     if node.op == "Conv":
         if len(ins) < 2 or not _is_float_const(ins[1]) or len(ins[1].shape) < 3:

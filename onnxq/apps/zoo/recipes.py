@@ -25,7 +25,9 @@ class ZooRecipe:
             return True
         if self.quant_recipe is None:
             return False
-        return RECIPES[self.quant_recipe].get("quantize_activations", True) is not False
+        r = RECIPES[self.quant_recipe]
+        # per-token activations get their scales at run time; weight-only recipes have no activations
+        return r.get("quantize_activations", True) is not False and r.get("activation_granularity") != "per-token"
 
 
 BASELINE = "fp32"
@@ -36,6 +38,10 @@ RECIPES: dict[str, ZooRecipe] = {r.name: r for r in (
     ZooRecipe("fp8-e4m3", "FP8 E4M3FN weights and activations", "fp8-e4m3"),
     ZooRecipe("fp8-e5m2", "FP8 E5M2 weights and activations", "fp8-e5m2"),
     ZooRecipe("fp8-e4m3-weight-only", "FP8 E4M3FN weights, float activations", "fp8-e4m3-weight-only"),
+    ZooRecipe("int8-per-token", "INT8 (ZeroQuant): s8 per-channel weights x s8 per-token activations, scales "
+              "computed at run time", "int8-per-token"),
+    ZooRecipe("fp8-e4m3-per-token", "FP8 E4M3FN weights x per-token FP8 activations, scales computed at run time",
+              "fp8-e4m3-per-token"),
     ZooRecipe("int8-bs4x1-50", "50% of 4x1 weight blocks pruned (no fine-tuning), then INT8", "int8", 0.5),
     ZooRecipe("int8-bs4x1-80", "80% of 4x1 weight blocks pruned (no fine-tuning), then INT8", "int8", 0.8),
     ZooRecipe("fp8-e4m3-bs4x1-50", "50% of 4x1 weight blocks pruned (no fine-tuning), then FP8 E4M3", "fp8-e4m3", 0.5),

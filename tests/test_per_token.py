@@ -11,7 +11,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxq
-import onnxq.ep as ep
 from onnxq.core.config import QuantConfig
 from onnxq.core.formats import format_named
 from onnxq.core.numerics import MIN_AMAX
@@ -90,14 +89,6 @@ def test_per_token_beats_one_static_scale_when_rows_differ():
     static = row_cos(_run(onnxq.quantize(m, None, QuantConfig.from_recipe("int8-conservative"), calib).model, test))
     token = row_cos(_run(onnxq.quantize(m, None, QuantConfig.from_recipe("int8-per-token")).model, test))
     assert token > 0.999 and token > static + 0.01, (token, static)
-
-
-def test_per_token_model_runs_the_same_with_the_ep_session():
-    """The EP does not claim per-token groups yet: it must leave them to onnxruntime, results unchanged."""
-    q = onnxq.quantize(_mlp(), None, QuantConfig.from_recipe("int8-per-token")).model
-    x = np.random.default_rng(5).standard_normal((1, 7, 48)).astype(np.float32)
-    sess = ep.session(q.SerializeToString())
-    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], _run(q, {"x": x}))
 
 
 def test_per_token_needs_a_symmetric_format_and_validates():

@@ -56,7 +56,9 @@ std::unique_ptr<CompiledNode> MakeWeightMatMul(const QdqMatMulSpec& spec, const 
     return std::make_unique<SparseFp8MatMulNode>(spec, idx, c.pool);
   if (spec.is_fp8()) return std::make_unique<Fp8MatMulNode>(spec, idx, c.pool);
   if (SparseQdqMatMulNode::Pays(spec, c.config.sparse)) return std::make_unique<SparseQdqMatMulNode>(spec, idx, c.pool);
-  return std::make_unique<QdqMatMulNode>(spec, idx, c.pool);
+  const size_t scale_idx =
+      spec.token_scale_name.empty() ? QdqMatMulNode::kNoInput : c.input_index(spec.token_scale_name);
+  return std::make_unique<QdqMatMulNode>(spec, idx, c.pool, scale_idx);
 }
 
 // ---- activation x activation MatMul (attention) ----

@@ -8,7 +8,8 @@
 
 namespace onnxq {
 
-QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool)
+QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool,
+                             size_t token_scale_index)
     : input_index_(input_index),
       input_kind_(spec.input_kind),
       activation_signed_(spec.activation_signed),
@@ -30,6 +31,11 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   to_u8_.quantize = quantize_;
   scale_ = spec.ColumnScales();
   bias_ = spec.bias;
+  token_scale_index_ = token_scale_index;
+  quantize_divide_ = kernels::SelectQuantizeLinearU8Divide();
+  if (quantize_divide_ == nullptr) quantize_divide_ = kernels::QuantizeLinearU8Ref;  // the reference divides
+  if ((spec.input_kind == QdqMatMulSpec::InputKind::kFloatPerToken) != (token_scale_index != kNoInput))
+    throw std::runtime_error("per-token MatMul group without its scale input");
 }
 
 void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
@@ -47,7 +53,25 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   const int64_t rows = kernels::RoundUp(M, kernel_->m_align);
   thread_local std::vector<uint8_t> a_u8;
   if (a_u8.size() < static_cast<size_t>(rows * lda)) a_u8.resize(static_cast<size_t>(rows * lda));
-  to_u8_(input, io.type, M, K, lda, a_u8.data());
+  const float* row_scale = nullptr;
+  if (token_scale_index_ != kNoInput) {
+    // Per-token (ZeroQuant): row m is quantized with its own scale s_m (s8, shifted to u8 with zero point 128);
+    // the GEMM applies weight_scale[n]; the row scale and the bias follow, in this order:
+    // y = (acc * weight_scale[n]) * s_m + bias[n].
+    const Ort::ConstValue s = context.GetInput(token_scale_index_);
+    const auto info = s.GetTensorTypeAndShapeInfo();
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || io.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+      throw std::runtime_error("per-token MatMul: activation and scale must be float");
+    if (info.GetElementCount() != static_cast<size_t>(M))
+      throw std::runtime_error("per-token MatMul: the scale has " + std::to_string(info.GetElementCount()) +
+                               " values for " + std::to_string(M) + " rows");
+    row_scale = s.GetTensorData<float>();
+    const float* x = input.GetTensorData<float>();
+    for (int64_t m = 0; m < M; ++m)
+      quantize_divide_(x + m * K, static_cast<size_t>(K), row_scale[m], 128, a_u8.data() + m * lda);
+  } else {
+    to_u8_(input, io.type, M, K, lda, a_u8.data());
+  }
 
   kernels::QGemmU8S8Args args;
   args.M = M;
@@ -56,10 +80,23 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
   args.a_zero_point = activation_zero_point_u8_;
   args.B = &weights_;
   args.epilogue.scale = scale_.data();
-  args.epilogue.bias = bias_.empty() ? nullptr : bias_.data();
+  args.epilogue.bias = bias_.empty() || row_scale != nullptr ? nullptr : bias_.data();
   args.C = out;
   args.ldc = N;
   kernels::QGemmU8S8Parallel(*kernel_, args, pool_);
+  if (row_scale != nullptr) ApplyRowScales(out, M, N, row_scale, bias_.empty() ? nullptr : bias_.data());
+}
+
+void ApplyRowScales(float* y, int64_t M, int64_t N, const float* row_scale, const float* bias) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = y + m * N;
+    const float s = row_scale[m];
+    if (bias == nullptr) {
+      for (int64_t n = 0; n < N; ++n) row[n] = row[n] * s;
+    } else {
+      for (int64_t n = 0; n < N; ++n) row[n] = row[n] * s + bias[n];
+    }
+  }
 }
 
 }  // namespace onnxq

@@ -17,8 +17,10 @@ namespace onnxq {
 
 class QdqMatMulNode : public CompiledNode {
  public:
-  // `input_index` is the position of the activation among the fused node's inputs.
-  QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool);
+  static constexpr size_t kNoInput = static_cast<size_t>(-1);
+  // `input_index` is the position of the activation among the fused node's inputs; `token_scale_index` that of the
+  // per-row scale for per-token specs (kFloatPerToken).
+  QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, ThreadPool* pool, size_t token_scale_index = kNoInput);
 
   void Compute(OrtKernelContext* context) const override;
   const char* kernel_name() const override { return kernel_->name; }
@@ -33,10 +35,15 @@ class QdqMatMulNode : public CompiledNode {
   const kernels::QGemmU8S8Kernel* kernel_;
   kernels::QuantizeLinearU8Fn quantize_;
   kernels::PackedWeightsS8 weights_;
-  std::vector<float> scale_;  // activation_scale * weight_scale[n]
+  std::vector<float> scale_;  // activation_scale * weight_scale[n] (per-token: weight_scale[n])
   std::vector<float> bias_;   // empty or N
+  size_t token_scale_index_;   // kNoInput unless per-token
+  kernels::QuantizeLinearU8Fn quantize_divide_;  // per-token rows: x / s_m exactly, as QuantizeLinear defines it
   ActivationToU8 to_u8_;
   ThreadPool* pool_;
 };
+
+// y[m, n] = y[m, n] * row_scale[m] (+ bias[n]): the per-token epilogue, after the GEMM's per-column scale.
+void ApplyRowScales(float* y, int64_t M, int64_t N, const float* row_scale, const float* bias);
 
 }  // namespace onnxq

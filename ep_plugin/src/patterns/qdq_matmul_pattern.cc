@@ -85,6 +85,41 @@ void ReadBlockSparse(const Ort::ConstNode& node, QdqMatMulSpec* spec) {
   spec->sparse_col_ptr.assign(pd, pd + ptr.count);
 }
 
+// Per-token activation side (see the header): DQ(Q(x, s), s), both blocked along the last axis with one block of K
+// per row, int8, no zero points, s the same graph tensor in both. Fills the spec and returns the Q and DQ nodes.
+std::vector<const OrtNode*> MatchPerTokenInput(const Ort::ConstNode& dq_x, const Ort::ConstValueInfo& mm_input,
+                                               const Ort::ConstNode& matmul, QdqMatMulSpec* spec) {
+  auto is_last_axis_block_of_k = [&](const Ort::ConstNode& n) {
+    const int64_t axis = IntAttr(n, "axis", 1);
+    const auto shape = graph::Shape(n.GetInputs()[0]);
+    const int64_t rank = shape.has_value() ? static_cast<int64_t>(shape->size()) : -1;
+    return IntAttr(n, "block_size", 0) == spec->K && (axis == -1 || (rank > 0 && axis == rank - 1));
+  };
+  if (spec->sparse) throw NoMatch{"per-token activations with block-sparse weights are not claimed yet"};
+  if (IsFp8(spec->weight_type)) throw NoMatch{"per-token FP8 activations are not claimed yet"};
+  if (!OnlyConsumedBy(mm_input, matmul)) throw NoMatch{"per-token DQ output has other consumers"};
+  const auto dq_in = dq_x.GetInputs();
+  if (dq_in.size() < 2 || (dq_in.size() >= 3 && !IsNull(dq_in[2]))) throw NoMatch{"per-token DQ with a zero point"};
+  if (!is_last_axis_block_of_k(dq_x)) throw NoMatch{"blocked activation DQ is not one block of K per row"};
+  const Ort::ConstNode q = Producer(dq_in[0]);
+  if (!IsOp(q, "QuantizeLinear")) throw NoMatch{"per-token DQ input is not produced by QuantizeLinear"};
+  if (!OnlyConsumedBy(dq_in[0], dq_x)) throw NoMatch{"per-token quantized activation has other consumers"};
+  const auto q_in = q.GetInputs();
+  if (q_in.size() < 2 || (q_in.size() >= 3 && !IsNull(q_in[2]))) throw NoMatch{"per-token Q with a zero point"};
+  if (!is_last_axis_block_of_k(q)) throw NoMatch{"blocked activation Q is not one block of K per row"};
+  if (q_in[1].GetName() != dq_in[1].GetName()) throw NoMatch{"per-token Q and DQ use different scales"};
+  if (ElementType(dq_in[0]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) throw NoMatch{"per-token activations are not int8"};
+  if (ElementType(q_in[0]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+      ElementType(q_in[1]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+    throw NoMatch{"per-token activation or scale is not float"};
+  spec->input_kind = QdqMatMulSpec::InputKind::kFloatPerToken;
+  spec->activation_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  spec->activation_signed = true;
+  spec->input_name = q_in[0].GetName();
+  spec->token_scale_name = q_in[1].GetName();
+  return {q, dq_x};
+}
+
 // Gemm attributes we can honour: alpha = beta = 1, transA = 0 (transB is handled by transposing the weight).
 bool ReadGemmAttrs(const Ort::ConstNode& gemm, bool* trans_b) {
   Ort::ConstOpAttr attr{nullptr};
@@ -189,6 +224,9 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
     if (ElementType(mm_inputs[0]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw NoMatch{"activation is not float"};
     spec.input_kind = QdqMatMulSpec::InputKind::kFloatWeightOnly;
     spec.input_name = mm_inputs[0].GetName();
+  } else if (IntAttr(dq_x, "block_size", 0) != 0) {
+    const std::vector<const OrtNode*> pt = MatchPerTokenInput(dq_x, mm_inputs[0], matmul, &spec);
+    nodes.insert(nodes.end(), pt.begin(), pt.end());
   } else {
     const qdq::QuantizedInput in = qdq::MatchQuantizedInput(mm_inputs[0], matmul);
     if (IsFp8(spec.weight_type) ? !IsFp8(in.type) : !Is8Bit(in.type))

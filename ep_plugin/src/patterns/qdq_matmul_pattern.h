@@ -13,6 +13,10 @@
 //   * DQ is shared by several consumers (typical for Q/K/V projections): the fused node takes DQ's float
 //     output and re-quantizes it with DQ's own scale and zero point, which recovers x_q exactly.
 // FP8 weights may also meet a plain float activation (weight-only FP8): the fused node takes x as it is.
+// Per-token INT8 (ZeroQuant, what `onnxq quantize --recipe int8-per-token` writes): the activation pair is blocked,
+// one block per row, with a scale computed in the graph:
+//   x ──QuantizeLinear(x, s, axis=-1, block_size=K, int8)──DequantizeLinear(·, s, axis=-1, block_size=K)──MatMul
+//   s = Div(Max(ReduceMax(Abs(x)), eps), 127)   (left to onnxruntime; the fused node takes x and s)
 // INT8 weights need u8/s8 activations; FP8 weights need FP8 activations (either format) or none.
 #pragma once
 #include <cstdint>
@@ -29,6 +33,7 @@ struct QdqMatMulSpec {
     kFloatQuantizeInKernel,  // float x; the kernel quantizes it (Q folded in, or a shared DQ re-quantized)
     kQuantized,              // the 8-bit (u8 / s8 / FP8) tensor itself
     kFloatWeightOnly,        // float x straight into the MatMul (FP8 weight-only quantization)
+    kFloatPerToken,          // float x and its per-row scale s ([rows, 1]): quantized per row in the kernel
   };
   // Element type of the weights and of the quantized activations (u8/s8/FP8 E4M3FN/E5M2 per ONNX).
   ONNXTensorElementDataType weight_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
@@ -39,7 +44,10 @@ struct QdqMatMulSpec {
   // The fused output scale per column: activation_scale * weight_scale[n], multiplied in float once (as
   // onnxruntime does); weight-only (float activations, nothing to dequantize on that side): weight_scale[n].
   std::vector<float> ColumnScales() const {
-    const float a_scale = input_kind == InputKind::kFloatWeightOnly ? 1.0f : activation_scale;
+    // weight-only: nothing to dequantize on the activation side; per-token: the row scale is applied per row after
+    const bool no_activation_scale =
+        input_kind == InputKind::kFloatWeightOnly || input_kind == InputKind::kFloatPerToken;
+    const float a_scale = no_activation_scale ? 1.0f : activation_scale;
     std::vector<float> s(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) s[n] = a_scale * weight_scale[weight_scale.size() == 1 ? 0 : n];
     return s;
@@ -47,6 +55,7 @@ struct QdqMatMulSpec {
 
   // What the fused node receives at run time.
   std::string input_name;
+  std::string token_scale_name;  // kFloatPerToken: the per-row scale tensor
   InputKind input_kind = InputKind::kFloatQuantizeInKernel;
   bool activation_signed = false;  // s8 activations (shifted to u8 inside the kernel)
   float quantize_scale = 1.0f;     // used for kFloatQuantizeInKernel

@@ -95,3 +95,19 @@ def test_per_token_needs_a_symmetric_format_and_validates():
     assert QuantConfig(format="int8", activation_granularity="per-token").activation_format.name == "int8"
     with pytest.raises(onnxq.core.errors.OnnxqError, match="activation_granularity"):
         QuantConfig(activation_granularity="per-row").validate()
+
+
+def test_per_token_with_a_conv_input_asks_for_data_and_says_why():
+    """Only weight MatMul / Gemm inputs are per-token; a Conv's input stays per-tensor and must be calibrated."""
+    rng = np.random.default_rng(6)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "cw")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "cw"], ["y"], name="conv", pads=[1, 1, 1, 1])], "c",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    with pytest.raises(onnxq.core.errors.OnnxqError, match=r"stay per-tensor \(e.g. Conv 'conv'\)"):
+        onnxq.quantize(m, None, QuantConfig.from_recipe("int8-per-token"))
+    feeds = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}]
+    r = onnxq.quantize(m, None, QuantConfig.from_recipe("int8-per-token"), feeds)
+    assert r.calibration_samples == 1 and r.activations_quantized == 1

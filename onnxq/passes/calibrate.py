@@ -33,6 +33,12 @@ def run(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         ctx.synthetic_calibration = True
         ctx.warnings.append("SYNTHETIC calibration (random inputs): for speed work only; the ranges, and any "
                             "accuracy measured on them, say nothing about real data")
+    if data is None and config.activation_granularity == "per-token" and tensors:
+        static = [a for a in plan.activations if not a.per_token and a.fixed_range is None]
+        first = f"{static[0].op_type} '{static[0].node}'"
+        raise OnnxqError(f"per-token scales need no data, but {len(static)} activation input(s) are not inputs of a "
+                         f"weight MatMul / Gemm and stay per-tensor (e.g. {first}): give calibration data, or "
+                         "quantize only MatMul / Gemm (--op-types MatMul,Gemm)")
     if data is None:
         raise OnnxqError("this recipe quantizes activations, so it needs calibration data: give .npz files "
                          "(one feed per file, arrays keyed by input name) or an iterable of feed dicts; or use "

@@ -25,9 +25,8 @@ class ZooRecipe:
             return True
         if self.quant_recipe is None:
             return False
-        r = RECIPES[self.quant_recipe]
-        # per-token activations get their scales at run time; weight-only recipes have no activations
-        return r.get("quantize_activations", True) is not False and r.get("activation_granularity") != "per-token"
+        # per-token recipes get data too: their Conv inputs stay per-tensor and are calibrated
+        return RECIPES[self.quant_recipe].get("quantize_activations", True) is not False
 
 
 BASELINE = "fp32"

@@ -66,8 +66,9 @@ def _check_version_text(out: str) -> None:
     assert any(ln.startswith("onnxruntime ") and ort.__version__ in ln for ln in lines), out
     ep_lines = [ln for ln in lines if ln.startswith("EP library ")]
     assert len(ep_lines) == 1, out
-    lib = ep_lines[0].removeprefix("EP library ")
-    assert Path(lib).is_file(), f"EP library path does not exist: {lib}"
+    lib, sep, version = ep_lines[0].removeprefix("EP library ").rpartition(", version ")
+    assert sep and Path(lib).is_file(), f"EP library path does not exist: {lib}"
+    assert version == lines[0].removeprefix("onnxq "), out  # the library reports the package's version
 
 
 def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:

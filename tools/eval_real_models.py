@@ -125,6 +125,7 @@ def export(name: str, src: Path, cache: Path) -> Path:
 
     enc = tok(["an example sentence", "and a somewhat longer second one"], padding=True, return_tensors="pt")
     tmp = out.with_suffix(".tmp.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a fresh machine has no cache yet
     with torch.no_grad():
         torch.onnx.export(TokenEmbeddings(model), (enc["input_ids"], enc["attention_mask"]), str(tmp),
                           input_names=["input_ids", "attention_mask"], output_names=["token_embeddings"],

@@ -62,6 +62,7 @@ def test_ep_claims_per_token_and_equals_the_integer_reference(k, n, bias, gemm):
     sess = ep.session(q.SerializeToString(), provider_options={"num_threads": "2"})
     claimed = ep.assigned_nodes(sess).get(ep.EP_NAME, [])
     assert any(c.startswith(("MatMul:", "Gemm:")) for c in claimed) and any("QuantizeLinear" in c for c in claimed)
+    assert any(c.startswith("ReduceMax:") for c in claimed)  # the row-scale reduction, fused too
     stock = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(k + n)
     for rows in (1, 3, 17, 70):
@@ -93,3 +94,27 @@ def test_per_token_scale_with_the_wrong_row_count_is_an_error():
     assert np.all(np.isfinite(ok))
     with pytest.raises(Exception, match="scale has 3 values for 4 rows"):
         sess.run(None, {"x": x, scale: np.full((1, 3, 1), 1 / 127, np.float32)})
+
+
+@pytest.mark.parametrize("k", [1, 7, 64, 1000])
+def test_fused_token_scale_equals_onnxruntime_bit_for_bit(k):
+    """The scale reduction alone (Abs, ReduceMax, Max, Div) as the EP runs it equals stock onnxruntime's output."""
+    q = onnxq.quantize(_model(k, 8, bias=False, gemm=False), None, QuantConfig.from_recipe("int8-per-token")).model
+    div = next(nd for nd in q.graph.node if nd.op_type == "Div")
+    keep = [nd for nd in q.graph.node if nd.op_type in ("Abs", "ReduceMax", "Max", "Div")]
+    del q.graph.node[:]
+    q.graph.node.extend(keep)
+    del q.graph.output[:]
+    q.graph.output.append(helper.make_tensor_value_info(div.output[0], TensorProto.FLOAT, ["b", "s", 1]))
+    sess = ep.session(q.SerializeToString())
+    assert any(c.startswith("ReduceMax:") for c in ep.assigned_nodes(sess).get(ep.EP_NAME, []))
+    stock = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(k)
+    x = (rng.standard_normal((2, 9, k)) * np.exp(rng.uniform(-30, 30, (2, 9, 1)))).astype(np.float32)
+    x[0, 0] = 0.0
+    x[0, 1] = -0.0
+    x[1, 2, 0] = np.float32(1e-42)  # subnormal, below the floor
+    x[1, 3] = -np.float32(3.4e38)
+    got, want = sess.run(None, {"x": x})[0], stock.run(None, {"x": x})[0]
+    assert got.shape == want.shape == (2, 9, 1)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -9,11 +9,13 @@
 #include "nodes/sparse_fp8_matmul_node.h"
 #include "nodes/sparse_qdq_matmul_node.h"
 #include "nodes/standalone_qdq_node.h"
+#include "nodes/token_scale_node.h"
 #include "patterns/graph_utils.h"
 #include "patterns/layer_norm_pattern.h"
 #include "patterns/qdq_act_matmul_pattern.h"
 #include "patterns/qdq_matmul_pattern.h"
 #include "patterns/qdq_standalone_pattern.h"
+#include "patterns/token_scale_pattern.h"
 
 namespace onnxq {
 namespace {
@@ -93,6 +95,15 @@ std::unique_ptr<CompiledNode> MakeLayerNorm(const LayerNormSpec& spec, const Com
   return std::make_unique<LayerNormNode>(spec, c.input_index(spec.input_name), skip, c.pool);
 }
 
+// ---- the per-token scale reduction in front of per-token Q/DQ (Abs, ReduceMax, Max, Div) ----
+std::optional<TokenScaleSpec> MatchScale(const Ort::ConstNode& node, const ClaimContext&, std::string* why_not) {
+  return MatchTokenScale(node, why_not);
+}
+
+std::unique_ptr<CompiledNode> MakeTokenScale(const TokenScaleSpec& spec, const CompileContext& c) {
+  return std::make_unique<TokenScaleNode>(spec, c.input_index(spec.input_name));
+}
+
 }  // namespace
 
 const std::vector<ClaimRule>& ClaimRules() {
@@ -105,6 +116,7 @@ const std::vector<ClaimRule>& ClaimRules() {
                               MatchStandalone, MakeStandalone),
       Rule<LayerNormSpec>("layer-norm", {"LayerNormalization"}, LayerNormOn, "", MatchResidualLayerNorm,
                           MakeLayerNorm),
+      Rule<TokenScaleSpec>("token-scale", {"Div"}, Always, nullptr, MatchScale, MakeTokenScale),
   };
   return rules;
 }
@@ -112,11 +124,16 @@ const std::vector<ClaimRule>& ClaimRules() {
 std::string GroupKey(const Ort::ConstGraph& graph) {
   std::string key;
   std::string fallback;
+  std::string div;
+  bool reduce = false;
   for (const Ort::ConstNode& node : graph.GetNodes()) {
     if (graph::IsOp(node, "MatMul") || graph::IsOp(node, "Gemm") || graph::IsOp(node, "LayerNormalization"))
       key = node.GetOutputs().at(0).GetName();
     if (graph::IsOp(node, "Gather") || fallback.empty()) fallback = node.GetOutputs().at(0).GetName();
+    if (graph::IsOp(node, "Div")) div = node.GetOutputs().at(0).GetName();
+    reduce = reduce || graph::IsOp(node, "ReduceMax");
   }
+  if (key.empty() && reduce) return div;  // the token-scale group: its Div's output
   return key.empty() ? fallback : key;
 }
 

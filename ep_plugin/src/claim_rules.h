@@ -52,11 +52,12 @@ struct ClaimRule {
 };
 
 // The rules in priority order: weight Q/DQ MatMul, activation x activation MatMul, standalone FP8 Q / DQ and
-// quantized-table Gather, residual + LayerNorm.
+// quantized-table Gather, residual + LayerNorm, the per-token scale reduction.
 const std::vector<ClaimRule>& ClaimRules();
 
-// The key of a fused group's graph as Compile sees it: the MatMul / Gemm / LayerNormalization output, else a
-// Gather's output, else the first node's output; equals the ClaimedGroup's key.
+// The key of a fused group's graph as Compile sees it: the MatMul / Gemm / LayerNormalization output, else (a
+// token-scale group, which has a ReduceMax) its Div's output, else a Gather's output, else the first node's output;
+// equals the ClaimedGroup's key.
 std::string GroupKey(const Ort::ConstGraph& graph);
 
 }  // namespace onnxq

@@ -32,8 +32,6 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   scale_ = spec.ColumnScales();
   bias_ = spec.bias;
   token_scale_index_ = token_scale_index;
-  quantize_divide_ = kernels::SelectQuantizeLinearU8Divide();
-  if (quantize_divide_ == nullptr) quantize_divide_ = kernels::QuantizeLinearU8Ref;  // the reference divides
   if ((spec.input_kind == QdqMatMulSpec::InputKind::kFloatPerToken) != (token_scale_index != kNoInput))
     throw std::runtime_error("per-token MatMul group without its scale input");
 }
@@ -68,7 +66,7 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
     row_scale = s.GetTensorData<float>();
     const float* x = input.GetTensorData<float>();
     for (int64_t m = 0; m < M; ++m)
-      quantize_divide_(x + m * K, static_cast<size_t>(K), row_scale[m], 128, a_u8.data() + m * lda);
+      quantize_(x + m * K, static_cast<size_t>(K), row_scale[m], 128, a_u8.data() + m * lda);
   } else {
     to_u8_(input, io.type, M, K, lda, a_u8.data());
   }

@@ -38,7 +38,6 @@ class QdqMatMulNode : public CompiledNode {
   std::vector<float> scale_;  // activation_scale * weight_scale[n] (per-token: weight_scale[n])
   std::vector<float> bias_;   // empty or N
   size_t token_scale_index_;   // kNoInput unless per-token
-  kernels::QuantizeLinearU8Fn quantize_divide_;  // per-token rows: x / s_m exactly, as QuantizeLinear defines it
   ActivationToU8 to_u8_;
   ThreadPool* pool_;
 };

@@ -111,7 +111,11 @@ def test_cpp_example_runs_int8_and_fp8_models_like_python(cpp_example, tmp_path,
         model, dims = tmp_path / "enc.fp8.onnx", {"batch": 2, "seq": 16}
         onnxq.quantize(ROOT / "sample_models" / "tiny_encoder.onnx", model, QuantConfig.from_recipe("fp8-e4m3"),
                        ROOT / "sample_models" / "calib_tiny_encoder.npz")
-    r = _cpp_run(cpp_example, model, dims, tmp_path / "out.bin", "num_threads=1")
+    # the same ISA level on both sides: FP8 results depend on the kernel (bf16 vs fp32 compute), and the child
+    # process may see a different CPU than this one (under valgrind it runs natively)
+    from onnxq.cpu import isa_level
+
+    r = _cpp_run(cpp_example, model, dims, tmp_path / "out.bin", "num_threads=1", f"max_isa={isa_level()}")
     assert r.returncode == 0, r.stderr
     assert f"ep {ep.EP_NAME} vendor onnxq version {onnxq.__version__}" in r.stdout
     so = ort.SessionOptions()

@@ -121,6 +121,21 @@ def sparse(model: onnx.ModelProto, block: tuple[int, int] = (4, 1)) -> onnx.Mode
     return sparsify(model, None, SparsifyConfig(sparsity=0.6, block=block, min_elements=0)).model
 
 
+def per_token(k: int, n: int, rank3: bool) -> onnx.ModelProto:
+    """Per-token INT8 (int8-per-token): the row-scale reduction (rule token-scale) and the blocked Q/DQ MatMul group
+    whose scale input comes from it."""
+    from onnxq import QuantConfig, quantize
+
+    rng = np.random.default_rng(k * n)
+    w = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")
+    shape = [1, "s", k] if rank3 else ["m", k]
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Add", ["h", "b"], ["y"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*shape[:-1], n])], [w, b])
+    return quantize(m, None, QuantConfig.from_recipe("int8-per-token")).model
+
+
 SEEDS: dict[str, Callable[[], onnx.ModelProto]] = {
     "int8_matmul_bias": lambda: qdq_matmul_model(16, 8),
     "int8_matmul_rank3_s8": lambda: qdq_matmul_model(12, 10, rank=3, signed_activation=True, bias=False),
@@ -146,6 +161,8 @@ SEEDS: dict[str, Callable[[], onnx.ModelProto]] = {
     "sparse_fp8_weight_only": lambda: sparse(fp8_qdq_matmul_model(16, 8)),
     "sparse_fp8_act_e5m2": lambda: sparse(fp8_qdq_matmul_model(16, 8, weight_format="e5m2",
                                                                activation_format="e5m2")),
+    "int8_per_token_rank3": lambda: per_token(16, 8, True),
+    "int8_per_token_2d": lambda: per_token(12, 20, False),
 }
 
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "kernels/qgemm_u8s8.h"
@@ -279,6 +280,12 @@ QdqMatMulSpec Match(const Ort::ConstNode& head, bool fp8_supported) {
       }
       const auto* bqd = static_cast<const int32_t*>(bq.data);
       const auto* bsd = static_cast<const float*>(bs.data);
+      // onnxruntime's MatMulAddFusion writes this int32 bias from the model's float bias; a value at the int32
+      // limits means the float did not fit (or was NaN) and onnxruntime's own integer kernel then wraps around in
+      // int32: neither is the model's float result, so the group stays with onnxruntime (found by tools/fuzz)
+      for (size_t i = 0; i < bq.count; ++i)
+        if (bqd[i] == std::numeric_limits<int32_t>::min() || bqd[i] == std::numeric_limits<int32_t>::max())
+          throw NoMatch{"quantized bias at the int32 limits (a float bias that did not fit)"};
       spec.bias.resize(bq.count);
       for (size_t i = 0; i < bq.count; ++i) {
         const float sc = bsd[bs.count == 1 ? 0 : i];

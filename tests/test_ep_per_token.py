@@ -118,3 +118,33 @@ def test_fused_token_scale_equals_onnxruntime_bit_for_bit(k):
     got, want = sess.run(None, {"x": x})[0], stock.run(None, {"x": x})[0]
     assert got.shape == want.shape == (2, 9, 1)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_qkv_sharing_one_input_are_all_claimed_and_exact():
+    """Q, K and V projections of one activation: onnxruntime merges their identical per-token Q nodes into one; the
+    EP then takes the s8 tensor and the scale for each projection (the shared Q stays with onnxruntime)."""
+    rng = np.random.default_rng(9)
+    k, n = 48, 24
+    inits, nodes, outs = [], [], []
+    for name in ("q", "k", "v"):
+        inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), f"w{name}"))
+        nodes.append(helper.make_node("MatMul", ["x", f"w{name}"], [name], name=f"proj_{name}"))
+        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["b", "s", n]))
+    g = helper.make_graph(nodes, "qkv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", k])], outs,
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    q = onnxq.quantize(m, None, QuantConfig.from_recipe("int8-per-token")).model
+    sess = ep.session(q.SerializeToString())
+    claimed = ep.assigned_nodes(sess).get(ep.EP_NAME, [])
+    assert sum(c.startswith("MatMul:") for c in claimed) == 3, claimed
+    x = (rng.standard_normal((2, 5, k)) * rng.uniform(0.1, 9, (2, 5, 1))).astype(np.float32)
+    got = sess.run(None, {"x": x})
+    inits_q = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    s = (np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-8)) / np.float32(127)).astype(np.float32)
+    codes = np.clip(np.rint(x / s), -128, 127).astype(np.int64).reshape(-1, k)
+    for name, y in zip(("q", "k", "v"), got, strict=True):
+        wq = inits_q[f"w{name}_quantized"].astype(np.int64)
+        ws = inits_q[f"w{name}_scale"].astype(np.float32)
+        want = ((codes @ wq).astype(np.float32) * ws[None, :]).astype(np.float32) * s.reshape(-1, 1)
+        np.testing.assert_array_equal(y.reshape(-1, n), want, err_msg=name)

@@ -32,7 +32,7 @@ QdqMatMulNode::QdqMatMulNode(const QdqMatMulSpec& spec, size_t input_index, Thre
   scale_ = spec.ColumnScales();
   bias_ = spec.bias;
   token_scale_index_ = token_scale_index;
-  if ((spec.input_kind == QdqMatMulSpec::InputKind::kFloatPerToken) != (token_scale_index != kNoInput))
+  if (spec.per_token() != (token_scale_index != kNoInput))
     throw std::runtime_error("per-token MatMul group without its scale input");
 }
 
@@ -58,15 +58,22 @@ void QdqMatMulNode::Compute(OrtKernelContext* raw_context) const {
     // y = (acc * weight_scale[n]) * s_m + bias[n].
     const Ort::ConstValue s = context.GetInput(token_scale_index_);
     const auto info = s.GetTensorTypeAndShapeInfo();
-    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || io.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-      throw std::runtime_error("per-token MatMul: activation and scale must be float");
+    const bool quantized = input_kind_ == QdqMatMulSpec::InputKind::kQuantizedPerToken;
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+        io.type != (quantized ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT))
+      throw std::runtime_error("per-token MatMul: the activation must be float (or int8) and the scale float");
     if (info.GetElementCount() != static_cast<size_t>(M))
       throw std::runtime_error("per-token MatMul: the scale has " + std::to_string(info.GetElementCount()) +
                                " values for " + std::to_string(M) + " rows");
     row_scale = s.GetTensorData<float>();
-    const float* x = input.GetTensorData<float>();
-    for (int64_t m = 0; m < M; ++m)
-      quantize_(x + m * K, static_cast<size_t>(K), row_scale[m], 128, a_u8.data() + m * lda);
+    if (quantized) {
+      const int8_t* xq = input.GetTensorData<int8_t>();
+      for (int64_t m = 0; m < M; ++m) kernels::ShiftS8ToU8Ref(xq + m * K, static_cast<size_t>(K), a_u8.data() + m * lda);
+    } else {
+      const float* x = input.GetTensorData<float>();
+      for (int64_t m = 0; m < M; ++m)
+        quantize_(x + m * K, static_cast<size_t>(K), row_scale[m], 128, a_u8.data() + m * lda);
+    }
   } else {
     to_u8_(input, io.type, M, K, lda, a_u8.data());
   }

@@ -104,7 +104,6 @@ std::vector<const OrtNode*> MatchPerTokenInput(const Ort::ConstNode& dq_x, const
   if (!is_last_axis_block_of_k(dq_x)) throw NoMatch{"blocked activation DQ is not one block of K per row"};
   const Ort::ConstNode q = Producer(dq_in[0]);
   if (!IsOp(q, "QuantizeLinear")) throw NoMatch{"per-token DQ input is not produced by QuantizeLinear"};
-  if (!OnlyConsumedBy(dq_in[0], dq_x)) throw NoMatch{"per-token quantized activation has other consumers"};
   const auto q_in = q.GetInputs();
   if (q_in.size() < 2 || (q_in.size() >= 3 && !IsNull(q_in[2]))) throw NoMatch{"per-token Q with a zero point"};
   if (!is_last_axis_block_of_k(q)) throw NoMatch{"blocked activation Q is not one block of K per row"};
@@ -113,11 +112,18 @@ std::vector<const OrtNode*> MatchPerTokenInput(const Ort::ConstNode& dq_x, const
   if (ElementType(q_in[0]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
       ElementType(q_in[1]) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
     throw NoMatch{"per-token activation or scale is not float"};
-  spec->input_kind = QdqMatMulSpec::InputKind::kFloatPerToken;
   spec->activation_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
   spec->activation_signed = true;
-  spec->input_name = q_in[0].GetName();
   spec->token_scale_name = q_in[1].GetName();
+  if (!OnlyConsumedBy(dq_in[0], dq_x)) {
+    // onnxruntime merges the identical Q nodes of the Q / K / V projections into one: that Q stays with it, and each
+    // group takes the s8 tensor and the scale (the DQ folds)
+    spec->input_kind = QdqMatMulSpec::InputKind::kQuantizedPerToken;
+    spec->input_name = dq_in[0].GetName();
+    return {dq_x};
+  }
+  spec->input_kind = QdqMatMulSpec::InputKind::kFloatPerToken;
+  spec->input_name = q_in[0].GetName();
   return {q, dq_x};
 }
 

@@ -34,7 +34,11 @@ struct QdqMatMulSpec {
     kQuantized,              // the 8-bit (u8 / s8 / FP8) tensor itself
     kFloatWeightOnly,        // float x straight into the MatMul (FP8 weight-only quantization)
     kFloatPerToken,          // float x and its per-row scale s ([rows, 1]): quantized per row in the kernel
+    kQuantizedPerToken,      // the s8 per-token tensor (its Q is shared with other groups) and its scale s
   };
+  bool per_token() const {
+    return input_kind == InputKind::kFloatPerToken || input_kind == InputKind::kQuantizedPerToken;
+  }
   // Element type of the weights and of the quantized activations (u8/s8/FP8 E4M3FN/E5M2 per ONNX).
   ONNXTensorElementDataType weight_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
   ONNXTensorElementDataType activation_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;  // unused for weight-only
@@ -45,8 +49,7 @@ struct QdqMatMulSpec {
   // onnxruntime does); weight-only (float activations, nothing to dequantize on that side): weight_scale[n].
   std::vector<float> ColumnScales() const {
     // weight-only: nothing to dequantize on the activation side; per-token: the row scale is applied per row after
-    const bool no_activation_scale =
-        input_kind == InputKind::kFloatWeightOnly || input_kind == InputKind::kFloatPerToken;
+    const bool no_activation_scale = input_kind == InputKind::kFloatWeightOnly || per_token();
     const float a_scale = no_activation_scale ? 1.0f : activation_scale;
     std::vector<float> s(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) s[n] = a_scale * weight_scale[weight_scale.size() == 1 ? 0 : n];
